@@ -1,0 +1,1 @@
+"""request-key-daemon: serves a container's request_key upcalls inside it (planned)."""

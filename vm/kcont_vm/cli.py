@@ -1,0 +1,163 @@
+"""The ``kcont-vm`` command line: setup, build, run, shell, test, demo, tree, export.
+
+Standard library only at import time (``setup`` runs before the venv
+exists); each command imports what it needs.  Every failure the user can
+act on is one line on stderr and a distinct exit code (errors.EXIT_*).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kcont_vm.errors import EXIT_USAGE, KcontVmError
+from kcont_vm.paths import DEFAULT_PROFILE, PROFILES
+
+EPILOG = """\
+examples:
+  kcont-vm setup                    install packages, venv, keyutils source
+  kcont-vm build --profile perf     build (or reuse) the perf kernel
+  kcont-vm run -- uname -r          boot the debug kernel, run one command
+  kcont-vm run -- keyctl show @s
+  kcont-vm shell                    interactive shell in the guest
+  kcont-vm test -k keyring          host tests, then guest tests in one boot
+  kcont-vm tree && cd ~/.cache/kcont/tree   edit the series as commits
+  kcont-vm export                   write it back to kernel/patches/
+
+exit codes: 0 ok, 1 tests failed, 2 usage, 3 setup, 4 build,
+            121 kernel report on the console, 255 guest died;
+            `run` otherwise returns the command's own exit code.
+"""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line, not a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="kcont-vm", description="Build the kcont kernel series and "
+                           "run commands and the test suite in QEMU.", epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    def profile_opt(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE,
+                       help="kernel profile (default: %(default)s)")
+
+    sub.add_parser("setup", help="install what is missing (apt, venv, keyutils source)")
+
+    p = sub.add_parser("build", help="build the kernel for a profile, unless cached")
+    profile_opt(p)
+    p.add_argument("--force", action="store_true", help="rebuild from scratch")
+
+    p = sub.add_parser("run", help="boot the kernel and run CMD in the guest")
+    profile_opt(p)
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds (default 3600)")
+    p.add_argument("--memory", default="4G")
+    p.add_argument("--console", action="store_true", help="echo the kernel console too")
+    p.add_argument("--no-kmemleak", action="store_true", help="skip the final kmemleak scan")
+    p.add_argument("--dry-run", action="store_true", help="print the vng command, do not boot")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+
+    p = sub.add_parser("shell", help="interactive shell in the guest")
+    profile_opt(p)
+
+    p = sub.add_parser("test", help="host tests, then all guest tests in one boot")
+    profile_opt(p)
+    p.add_argument("--host-only", action="store_true")
+    p.add_argument("--guest-only", action="store_true")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
+
+    p = sub.add_parser("demo", help="build, boot, show the kernel and a classic upcall")
+    profile_opt(p)
+
+    p = sub.add_parser("tree", help="git tree of the base with the series as commits")
+    p.add_argument("--path", type=Path, help="where (default: $KCONT_CACHE/tree)")
+    p.add_argument("--force", action="store_true", help="replace an existing tree")
+
+    p = sub.add_parser("export", help="write the tree's commits to kernel/patches/")
+    p.add_argument("--path", type=Path, help="the tree (default: $KCONT_CACHE/tree)")
+    return parser
+
+
+def _strip_dashes(args: list[str]) -> list[str]:
+    return args[1:] if args[:1] == ["--"] else args
+
+
+def dispatch(opts: argparse.Namespace) -> int:
+    if opts.command == "setup":
+        from kcont_vm.install import setup
+
+        return setup()
+
+    from kcont_vm.paths import Cache, repo_root
+
+    cache = Cache.default()
+    if opts.command == "build":
+        from kcont_vm.build import build
+
+        build(opts.profile, force=opts.force)
+        return 0
+    if opts.command == "run":
+        from kcont_vm.build import build
+        from kcont_vm.runner import RunSpec, boot, check_command
+
+        cmd = _strip_dashes(opts.cmd)
+        check_command(cmd)
+        image = build(opts.profile).bzimage
+        spec = RunSpec(bzimage=image, cmd=cmd, timeout=opts.timeout, memory=opts.memory,
+                       echo_console=opts.console, kmemleak=not opts.no_kmemleak)
+        return boot(spec, cache, dry_run=opts.dry_run).exit_code
+    if opts.command == "shell":
+        from kcont_vm.build import build
+        from kcont_vm.runner import shell
+
+        return shell(build(opts.profile).bzimage, cache)
+    if opts.command == "test":
+        from kcont_vm.testrun import run_tests
+
+        return run_tests(opts.profile, _strip_dashes(opts.pytest_args),
+                         host_only=opts.host_only, guest_only=opts.guest_only)
+    if opts.command == "demo":
+        from kcont_vm.build import build
+        from kcont_vm.runner import RunSpec, boot
+
+        image = build(opts.profile).bzimage
+        script = repo_root() / "vm" / "demo.sh"
+        return boot(RunSpec(bzimage=image, cmd=["bash", str(script)]), cache).exit_code
+    if opts.command in ("tree", "export"):
+        from kcont_vm import source
+        from kcont_vm.series import load_series
+
+        patches = repo_root() / "kernel" / "patches"
+        path = (opts.path or cache.tree).resolve()
+        if opts.command == "tree":
+            source.make_tree(cache, load_series(patches), path, opts.force)
+            print(f"kcont-vm: tree ready at {path} (branch {source.DEV_BRANCH}); commit your "
+                  f"changes (new files need `git add -f`: Debian's .gitignore), then "
+                  f"`kcont-vm export`; edit the cover letter with "
+                  f"`git branch --edit-description`")
+            return 0
+        written = source.export_series(path, patches)
+        print(f"kcont-vm: wrote {len(written)} files to {patches}")
+        clean, report = source.checkpatch(path, written)
+        print(report, end="")
+        return 0 if clean else 1
+    raise AssertionError(opts.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = make_parser().parse_args(argv)
+    try:
+        return dispatch(opts)
+    except KcontVmError as err:
+        print(f"kcont-vm: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("kcont-vm: interrupted", file=sys.stderr)
+        return 130

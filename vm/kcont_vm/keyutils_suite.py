@@ -1,0 +1,92 @@
+"""keyutils' own test suite (from its Debian source package), run in the guest.
+
+It is the regression guard for every change the series makes to
+security/keys: each ``tests/**/runtest.sh`` runs in its own session
+keyring, and its verdict is read from its exit status and ``test.out``.
+A test that does not pass must be listed, with the reason, in
+tests/guest/keyutils-known-failures.txt; that list may only shrink.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+PER_TEST_TIMEOUT = 300
+
+
+@dataclass
+class CaseResult:
+    name: str
+    status: str  # pass, fail, skip
+    seconds: float
+    detail: str
+
+
+def find_suite(keyutils_dir: Path) -> Path:
+    """The tests/ directory of the unpacked keyutils source package."""
+    candidates = sorted(keyutils_dir.glob("keyutils-*/tests"))
+    if not candidates:
+        raise FileNotFoundError(f"no keyutils source under {keyutils_dir}: "
+                                "run `kcont-vm setup`")
+    return candidates[-1]
+
+
+def discover(suite: Path) -> list[str]:
+    return sorted(str(p.parent.relative_to(suite)) for p in suite.rglob("runtest.sh")
+                  if p.parent != suite)
+
+
+def verdict(returncode: int, output: str) -> tuple[str, str]:
+    """pass/fail/skip from a test's exit status and its test.out."""
+    if "++++ SKIPPING TEST" in output:
+        marker = next((ln for ln in output.splitlines() if "SKIP" in ln and "++++" not in ln),
+                      "skipped")
+        return "skip", marker.strip()
+    if returncode == 0 and "FINISHED TEST: PASS" in output:
+        return "pass", ""
+    failed = [ln for ln in output.splitlines() if "FAILED" in ln or "===" in ln]
+    return "fail", (f"exit {returncode}; " + " | ".join(failed[-3:]))[:300]
+
+
+def run_suite(suite: Path, workdir: Path, only: list[str] | None = None) -> list[CaseResult]:
+    """Copy the suite to a writable place and run each test there."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    shutil.copytree(suite, workdir)
+    env = dict(os.environ, AUTOMATED="1")
+    results = []
+    for name in only or discover(workdir):
+        test_dir = workdir / name
+        start = time.monotonic()
+        try:
+            proc = subprocess.run(["bash", "./runtest.sh"], cwd=test_dir, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  timeout=PER_TEST_TIMEOUT, check=False)
+            out_file = test_dir / "test.out"
+            output = out_file.read_text(errors="replace") if out_file.exists() else proc.stdout
+            status, detail = verdict(proc.returncode, output)
+        except subprocess.TimeoutExpired:
+            status, detail = "fail", f"timed out after {PER_TEST_TIMEOUT}s"
+        results.append(CaseResult(name, status, round(time.monotonic() - start, 2), detail))
+    return results
+
+
+def load_known_failures(path: Path) -> dict[str, str]:
+    """``test/path  reason`` per line; ``#`` comments."""
+    known = {}
+    if path.exists():
+        for raw in path.read_text().splitlines():
+            line = raw.split("#", 1)[0].strip()
+            if line:
+                name, _, reason = line.partition(" ")
+                known[name] = reason.strip()
+    return known
+
+
+def write_results(results: list[CaseResult], path: Path) -> None:
+    path.write_text(json.dumps([asdict(r) for r in results], indent=1))

@@ -1,0 +1,191 @@
+"""Boot a built kernel with virtme-ng and run one command in it.
+
+The guest sees the host's root filesystem read-only over 9p, so the repo
+and its venv are at the same paths; a per-run results directory is shared
+read-write.  The kernel console (``vng --verbose`` sends it to stderr) is
+split on the host: every line goes to the run's console.log, and only the
+lines that are not printk lines are echoed, so the command's own stderr
+stays visible.  After the guest exits, the console is searched for kernel
+reports; one makes the run fail whatever the command returned.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kcont_vm import reports
+from kcont_vm.accel import choose_accel
+from kcont_vm.build import venv_tool
+from kcont_vm.errors import (
+    EXIT_GUEST_DIED,
+    EXIT_KERNEL_REPORT,
+    EXIT_USAGE,
+    KcontVmError,
+)
+from kcont_vm.paths import Cache, repo_root
+
+KEEP_RUNS = 30
+GUEST_APPEND = ("printk.devkmsg=on",)
+SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class RunSpec:
+    """Everything that decides one guest boot."""
+
+    bzimage: Path
+    cmd: list[str]
+    cwd: Path = field(default_factory=repo_root)
+    memory: str = "4G"
+    cpus: int = 2
+    timeout: float = 3600.0
+    kmemleak: bool = True
+    echo_console: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunOutcome:
+    exit_code: int
+    command_rc: int | None
+    reports: list[reports.Report]
+    console_log: Path
+    results: Path
+    seconds: float
+
+
+def new_run_dir(cache: Cache) -> Path:
+    cache.runs.mkdir(parents=True, exist_ok=True)
+    old = sorted(p for p in cache.runs.iterdir() if p.is_dir())
+    for stale in old[:-KEEP_RUNS]:
+        shutil.rmtree(stale, ignore_errors=True)
+    run_dir = cache.runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    (run_dir / "results").mkdir(parents=True)
+    return run_dir
+
+
+def guest_command(spec: RunSpec, results: Path) -> list[str]:
+    """The argv virtme-ng runs: env, then the guest wrapper, then CMD."""
+    env = {
+        "PYTHONPATH": str(repo_root() / "vm"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "KCONT_IN_GUEST": "1",
+        "KCONT_RESULTS": str(results),
+        "PATH": f"{Path(sys.executable).parent}:{SBIN_PATH}",
+        **spec.env,
+    }
+    wrapper = [sys.executable, "-m", "kcont_vm.guest", "--results", str(results)]
+    if not spec.kmemleak:
+        wrapper.append("--no-kmemleak")
+    return ["env", *(f"{k}={v}" for k, v in env.items()), *wrapper, "--", *spec.cmd]
+
+
+def vng_argv(spec: RunSpec, accel: str, results: Path | None,
+             guest_cmd: list[str] | None) -> list[str]:
+    argv = [venv_tool("vng"), "--run", str(spec.bzimage), "--force-9p",
+            "--cpus", str(spec.cpus), "--memory", spec.memory, "--cwd", str(spec.cwd)]
+    if accel == "tcg":
+        argv.append("--disable-kvm")
+    for item in GUEST_APPEND:
+        argv += ["--append", item]
+    if results is not None:
+        argv += ["--rwdir", str(results)]
+    if guest_cmd is not None:
+        argv += ["--verbose", "--exec", shlex.join(guest_cmd)]
+    return argv
+
+
+def check_command(cmd: list[str]) -> None:
+    """Fail before booting if CMD cannot exist in the guest (same root filesystem)."""
+    if not cmd:
+        raise KcontVmError("no command given: kcont-vm run -- CMD...", EXIT_USAGE)
+    name = cmd[0]
+    if "/" in name:
+        found = Path(name).exists()
+    else:
+        path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}:{SBIN_PATH}"
+        found = shutil.which(name, path=path) is not None
+    if not found:
+        raise KcontVmError(f"{name}: command not found (the guest shares this machine's "
+                           "root filesystem)", 127)
+
+
+def _pump(stream, log_file, echo_all: bool) -> None:
+    for line in stream:
+        log_file.write(line)
+        log_file.flush()
+        if echo_all or not reports.is_printk(line):
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+def boot(spec: RunSpec, cache: Cache | None = None, dry_run: bool = False,
+         run_dir: Path | None = None, log=print) -> RunOutcome:
+    """Boot, run, collect; the exit code follows errors.EXIT_* rules."""
+    cache = cache or Cache.default()
+    check_command(spec.cmd)
+    run_dir = run_dir or new_run_dir(cache)
+    results = run_dir / "results"
+    accel = choose_accel(spec.bzimage, cache.root / "accel.json")
+    argv = vng_argv(spec, accel, results, guest_command(spec, results))
+    if dry_run:
+        print(shlex.join(argv))
+        return RunOutcome(0, 0, [], run_dir / "console.log", results, 0.0)
+    console_log = run_dir / "console.log"
+    log(f"kcont-vm: booting {spec.bzimage} ({accel}); console log: {console_log}")
+    start = time.monotonic()
+    with console_log.open("w") as log_file:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, errors="replace", start_new_session=True)
+        pump = threading.Thread(target=_pump, args=(proc.stderr, log_file, spec.echo_console),
+                                daemon=True)
+        pump.start()
+        timed_out = False
+        try:
+            proc.wait(timeout=spec.timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        except KeyboardInterrupt:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            raise
+        pump.join(timeout=10)
+    seconds = time.monotonic() - start
+    found = reports.find_reports(console_log.read_text(errors="replace").splitlines())
+    rc_file = results / "guest-rc"
+    command_rc = int(rc_file.read_text()) if rc_file.exists() else None
+    if found:
+        for report in found:
+            print(f"kcont-vm: kernel report ({report.kind}) at {console_log}:"
+                  f"{report.line_number}:\n{report.text}\n", file=sys.stderr)
+        exit_code = EXIT_KERNEL_REPORT
+        print(f"kcont-vm: {len(found)} kernel report(s); command exit code {command_rc}",
+              file=sys.stderr)
+    elif command_rc is None:
+        why = f"timed out after {spec.timeout:.0f}s" if timed_out else \
+            f"vng exited {proc.returncode} without the command's exit code"
+        tail = "\n".join(console_log.read_text(errors="replace").splitlines()[-20:])
+        print(f"kcont-vm: the guest died ({why}); console log {console_log}:\n{tail}",
+              file=sys.stderr)
+        exit_code = EXIT_GUEST_DIED
+    else:
+        exit_code = command_rc
+    return RunOutcome(exit_code, command_rc, found, console_log, results, seconds)
+
+
+def shell(bzimage: Path, cache: Cache | None = None) -> int:
+    """An interactive shell in the guest; the console is the terminal."""
+    cache = cache or Cache.default()
+    spec = RunSpec(bzimage=bzimage, cmd=[])
+    accel = choose_accel(bzimage, cache.root / "accel.json")
+    return subprocess.run(vng_argv(spec, accel, None, None), check=False).returncode

@@ -1,0 +1,194 @@
+"""The kernel source as git trees: the pristine base, the build tree, a developer's tree.
+
+``base`` is Debian's linux-source-6.1 committed once and tagged
+``kcont-base``.  Builds use ``src``, a detached work tree of it with the
+series applied by ``git am`` (so a patch that needs fuzz fails, as it
+would for a maintainer).  ``kcont-vm tree`` makes a separate work tree on
+branch ``kcont`` for editing, and ``kcont-vm export`` turns its commits
+back into kernel/patches/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+from kcont_vm.errors import BuildError, KcontVmError
+from kcont_vm.gitutil import git, rev
+from kcont_vm.paths import SOURCE_PACKAGE, SOURCE_TARBALL, Cache
+from kcont_vm.series import Series
+
+BASE_TAG = "kcont-base"
+DEV_BRANCH = "kcont"
+COVER_NAME = "0000-cover-letter.patch"
+
+
+def source_id() -> str:
+    """Identify the base source: Debian package version and tarball size."""
+    if not SOURCE_TARBALL.exists():
+        raise KcontVmError(f"{SOURCE_TARBALL} missing: run `kcont-vm setup` "
+                           f"(package {SOURCE_PACKAGE})")
+    version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", SOURCE_PACKAGE],
+                             capture_output=True, text=True, check=False).stdout.strip()
+    return f"{SOURCE_PACKAGE} {version or 'unknown'} {SOURCE_TARBALL.stat().st_size}"
+
+
+def kernel_version(tree: Path) -> str:
+    """``VERSION.PATCHLEVEL.SUBLEVEL`` from a tree's top Makefile."""
+    fields = {}
+    for line in (tree / "Makefile").read_text().splitlines()[:10]:
+        if m := re.match(r"^(VERSION|PATCHLEVEL|SUBLEVEL) = (\d+)", line):
+            fields[m.group(1)] = m.group(2)
+    return "{VERSION}.{PATCHLEVEL}.{SUBLEVEL}".format(**fields)
+
+
+def ensure_base(cache: Cache, log=print) -> None:
+    """Extract the tarball into a git repository once per source version."""
+    ident = source_id()
+    stamp = cache.base / ".git" / "kcont-source-id"
+    if stamp.exists() and stamp.read_text() == ident and rev(cache.base, BASE_TAG):
+        return
+    log(f"extracting {SOURCE_TARBALL} into {cache.base}")
+    for stale in (cache.src, cache.base):
+        shutil.rmtree(stale, ignore_errors=True)
+    cache.base.mkdir(parents=True)
+    with tarfile.open(SOURCE_TARBALL) as tar:
+        members = []
+        for member in tar.getmembers():
+            parts = member.name.split("/", 1)
+            if len(parts) == 2 and parts[1]:
+                member.name = parts[1]
+                members.append(member)
+        tar.extractall(cache.base, members=members, filter="tar")
+    version = kernel_version(cache.base)
+    log(f"committing Linux {version} as {BASE_TAG}")
+    git(cache.base, "init", "-q", "-b", "base")
+    # Debian's tarball .gitignore ignores every top-level path: add with -f.
+    git(cache.base, "add", "-f", "-A")
+    git(cache.base, "commit", "-q", "-m", f"Linux {version} ({ident})")
+    git(cache.base, "tag", BASE_TAG)
+    stamp.write_text(ident)
+
+
+def series_digest(series: Series) -> str:
+    h = hashlib.sha256()
+    for patch in series.patches:
+        h.update(patch.name.encode() + b"\0" + patch.read_bytes())
+    return h.hexdigest()
+
+
+def _am_failure(patch: Path, output: str) -> str:
+    """One line naming the patch and the file it failed on."""
+    m = re.search(r"patch failed: (\S+)", output) or re.search(r"error: (\S+): does not exist", output)
+    where = f" at {m.group(1)}" if m else ""
+    first = next((ln for ln in output.splitlines() if ln.startswith("error:")), "")
+    detail = f" ({first.removeprefix('error: ')})" if first and not m else ""
+    return f"{patch.name} does not apply{where}{detail}"
+
+
+def apply_series(tree: Path, series: Series) -> None:
+    """``git am`` each patch in order, failing with the patch and file named."""
+    for patch in series.patches:
+        result = git(tree, "am", "-q", str(patch), check=False)
+        if result.returncode != 0:
+            git(tree, "am", "--abort", check=False)
+            raise BuildError(_am_failure(patch, result.stdout + result.stderr))
+
+
+def prepare_src(cache: Cache, series: Series, log=print) -> Path:
+    """Make ``src`` hold exactly base + series; touch nothing if it already does.
+
+    Resetting only rewrites files that differ, so make's timestamps keep an
+    incremental build incremental when the series changes.
+    """
+    ensure_base(cache, log)
+    digest = series_digest(series)
+    stamp = cache.root / "src-series"
+    if not (cache.src / ".git").exists():
+        shutil.rmtree(cache.src, ignore_errors=True)
+        git(cache.base, "worktree", "prune")
+        git(cache.base, "worktree", "add", "-q", "--detach", str(cache.src), BASE_TAG)
+    elif stamp.exists():
+        want_digest, _, want_head = stamp.read_text().partition(" ")
+        clean = not git(cache.src, "status", "--porcelain", "-uno").stdout.strip()
+        if want_digest == digest and want_head == rev(cache.src) and clean:
+            return cache.src
+    log(f"applying {len(series.names)} patches from {series.directory}")
+    stamp.unlink(missing_ok=True)
+    git(cache.src, "am", "--abort", check=False)
+    git(cache.src, "checkout", "-q", "--detach", BASE_TAG)
+    git(cache.src, "reset", "-q", "--hard", BASE_TAG)
+    apply_series(cache.src, series)
+    stamp.write_text(f"{digest} {rev(cache.src)}")
+    return cache.src
+
+
+def read_cover(path: Path) -> tuple[str, str]:
+    """Title and body of a cover letter written by ``git format-patch``."""
+    if not path.exists():
+        return "kcont: containers as kernel objects", ""
+    title, body, in_body = "", [], False
+    for line in path.read_text().splitlines():
+        if not in_body:
+            if line.startswith("Subject: "):
+                title = re.sub(r"^Subject: (\[[^]]*\] )?", "", line)
+            elif line == "" and title:
+                in_body = True
+            continue
+        if re.match(r"^\S.* \(\d+\):$", line):
+            break
+        body.append(line)
+    return title, "\n".join(body).strip() + "\n"
+
+
+def make_tree(cache: Cache, series: Series, path: Path, force: bool, log=print) -> Path:
+    """A work tree on branch ``kcont``: base plus the series as commits, to edit."""
+    ensure_base(cache, log)
+    if path.exists():
+        if not force:
+            raise KcontVmError(f"{path} exists and may hold your work; pass --force to replace it")
+        git(cache.base, "worktree", "remove", "--force", str(path), check=False)
+        shutil.rmtree(path, ignore_errors=True)
+    git(cache.base, "worktree", "prune")
+    git(cache.base, "worktree", "add", "-q", "-B", DEV_BRANCH, str(path), BASE_TAG)
+    apply_series(path, series)
+    title, body = read_cover(series.directory / COVER_NAME)
+    git(path, "config", f"branch.{DEV_BRANCH}.description", f"{title}\n\n{body}")
+    return path
+
+
+def export_series(tree: Path, patches_dir: Path) -> list[Path]:
+    """Write base..HEAD of ``tree`` as patches, a cover letter and a series file."""
+    if rev(tree, BASE_TAG) is None:
+        raise KcontVmError(f"{tree} is not a kcont tree (no {BASE_TAG} tag)")
+    count = int(git(tree, "rev-list", "--count", f"{BASE_TAG}..HEAD").stdout)
+    for old in patches_dir.glob("*.patch"):
+        old.unlink()
+    written: list[Path] = []
+    if count:
+        args = ["format-patch", "-q", "-o", str(patches_dir), "--zero-commit",
+                "--no-signature", "--subject-prefix=RFC PATCH", "--cover-letter",
+                "--cover-from-description=subject", f"{BASE_TAG}..HEAD"]
+        git(tree, *args)
+        written = sorted(patches_dir.glob("*.patch"))
+    names = [p.name for p in written if p.name != COVER_NAME]
+    (patches_dir / "series").write_text(
+        "# kcont patch series, applied in order with `git am` (kcont-vm build)\n"
+        + "".join(f"{name}\n" for name in names))
+    return written
+
+
+def checkpatch(tree: Path, patches: list[Path]) -> tuple[bool, str]:
+    """Run ``checkpatch.pl --strict`` on the series; (clean, its output)."""
+    targets = [str(p) for p in patches if p.name != COVER_NAME]
+    if not targets:
+        return True, "no patches to check\n"
+    result = subprocess.run(
+        ["perl", str(tree / "scripts" / "checkpatch.pl"), "--strict", "--terse",
+         "--show-types", *targets],
+        cwd=tree, capture_output=True, text=True, check=False)
+    return result.returncode == 0, result.stdout + result.stderr
