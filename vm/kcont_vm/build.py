@@ -105,7 +105,9 @@ def configure(src: Path, build_dir: Path, frags: list[Path], log) -> None:
 
 def make_argv(src: Path, build_dir: Path, target: str = "bzImage") -> list[str]:
     jobs = (os.cpu_count() or 2) + 1
-    return ["make", "-C", str(src), f"O={build_dir}", "CC=ccache gcc", f"-j{jobs}", target]
+    # LOCALVERSION= (empty) keeps setlocalversion from appending "+" for a git tree.
+    return ["make", "-C", str(src), f"O={build_dir}", "CC=ccache gcc", "LOCALVERSION=",
+            f"-j{jobs}", target]
 
 
 def run_make(src: Path, build_dir: Path, cache: Cache, profile: str, expected: int) -> int:

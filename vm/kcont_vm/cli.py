@@ -58,7 +58,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="boot the kernel and run CMD in the guest")
     profile_opt(p)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds (default 3600)")
-    p.add_argument("--memory", default="4G")
+    p.add_argument("--memory", default="2G")
     p.add_argument("--console", action="store_true", help="echo the kernel console too")
     p.add_argument("--no-kmemleak", action="store_true", help="skip the final kmemleak scan")
     p.add_argument("--dry-run", action="store_true", help="print the vng command, do not boot")
@@ -110,7 +110,8 @@ def dispatch(opts: argparse.Namespace) -> int:
         cmd = _strip_dashes(opts.cmd)
         check_command(cmd)
         image = build(opts.profile).bzimage
-        spec = RunSpec(bzimage=image, cmd=cmd, timeout=opts.timeout, memory=opts.memory,
+        spec = RunSpec(bzimage=image, cmd=cmd, profile=opts.profile,
+                       timeout=opts.timeout, memory=opts.memory,
                        echo_console=opts.console, kmemleak=not opts.no_kmemleak)
         return boot(spec, cache, dry_run=opts.dry_run).exit_code
     if opts.command == "shell":
@@ -129,7 +130,8 @@ def dispatch(opts: argparse.Namespace) -> int:
 
         image = build(opts.profile).bzimage
         script = repo_root() / "vm" / "demo.sh"
-        return boot(RunSpec(bzimage=image, cmd=["bash", str(script)]), cache).exit_code
+        spec = RunSpec(bzimage=image, cmd=["bash", str(script)], profile=opts.profile)
+        return boot(spec, cache).exit_code
     if opts.command in ("tree", "export"):
         from kcont_vm import source
         from kcont_vm.series import load_series

@@ -132,11 +132,29 @@ def ensure_venv() -> Path:
     return venv
 
 
+def ensure_keyutils_source() -> None:
+    """keyutils' source package (its tests/ is the regression guard) in the cache."""
+    from kcont_vm.paths import Cache
+
+    target = Cache.default().keyutils
+    if list(target.glob("keyutils-*/tests/runtest.sh")):
+        say("keyutils source: present")
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    say(f"apt-get source keyutils (into {target})")
+    result = subprocess.run(["apt-get", "source", "-qq", "keyutils"], cwd=target, check=False,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        tail = "\n".join(result.stdout.splitlines()[-10:])
+        raise KcontVmError(f"apt-get source keyutils failed:\n{tail}", EXIT_SETUP)
+
+
 def setup() -> int:
     if not Path(SYSTEM_PYTHON).exists():
         raise KcontVmError(f"{SYSTEM_PYTHON} not found: kcont needs Debian 12's python3")
     ensure_apt()
     ensure_venv()
+    ensure_keyutils_source()
     for tool in ("qemu-system-x86_64", "ccache", "keyctl"):
         if shutil.which(tool) is None:
             raise KcontVmError(f"{tool} still missing after setup")

@@ -13,7 +13,6 @@ import sys
 import time
 from types import TracebackType
 
-STEP = re.compile(r"^\s+(CC|AS|AR|LD|HOSTCC|GEN|OBJCOPY|KSYMS|UPD|CHK|MKPIGGY|ZOFFSET|VOFFSET)\s+\S")
 COMPILE = re.compile(r"^\s+(CC|AS)\s+\S")
 
 

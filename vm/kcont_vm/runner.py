@@ -43,8 +43,9 @@ class RunSpec:
 
     bzimage: Path
     cmd: list[str]
+    profile: str = "debug"
     cwd: Path = field(default_factory=repo_root)
-    memory: str = "4G"
+    memory: str = "2G"
     cpus: int = 2
     timeout: float = 3600.0
     kmemleak: bool = True
@@ -79,6 +80,8 @@ def guest_command(spec: RunSpec, results: Path) -> list[str]:
         "PYTHONDONTWRITEBYTECODE": "1",
         "KCONT_IN_GUEST": "1",
         "KCONT_RESULTS": str(results),
+        "KCONT_PROFILE": spec.profile,
+        "KCONT_CACHE": str(Cache.default().root),
         "PATH": f"{Path(sys.executable).parent}:{SBIN_PATH}",
         **spec.env,
     }
@@ -118,6 +121,12 @@ def check_command(cmd: list[str]) -> None:
                            "root filesystem)", 127)
 
 
+def vng_env() -> dict[str, str]:
+    """vng runs ``virtme-run`` through a shell: the venv's bin must be on PATH."""
+    bindir = str(Path(sys.executable).parent)
+    return dict(os.environ, PATH=f"{bindir}:{os.environ.get('PATH', SBIN_PATH)}")
+
+
 def _pump(stream, log_file, echo_all: bool) -> None:
     for line in stream:
         log_file.write(line)
@@ -144,7 +153,8 @@ def boot(spec: RunSpec, cache: Cache | None = None, dry_run: bool = False,
     start = time.monotonic()
     with console_log.open("w") as log_file:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, errors="replace", start_new_session=True)
+                                env=vng_env(), text=True, errors="replace",
+                                start_new_session=True)
         pump = threading.Thread(target=_pump, args=(proc.stderr, log_file, spec.echo_console),
                                 daemon=True)
         pump.start()
@@ -188,4 +198,5 @@ def shell(bzimage: Path, cache: Cache | None = None) -> int:
     cache = cache or Cache.default()
     spec = RunSpec(bzimage=bzimage, cmd=[])
     accel = choose_accel(bzimage, cache.root / "accel.json")
-    return subprocess.run(vng_argv(spec, accel, None, None), check=False).returncode
+    return subprocess.run(vng_argv(spec, accel, None, None), env=vng_env(),
+                          check=False).returncode

@@ -14,7 +14,6 @@ import hashlib
 import re
 import shutil
 import subprocess
-import tarfile
 from pathlib import Path
 
 from kcont_vm.errors import BuildError, KcontVmError
@@ -56,14 +55,8 @@ def ensure_base(cache: Cache, log=print) -> None:
     for stale in (cache.src, cache.base):
         shutil.rmtree(stale, ignore_errors=True)
     cache.base.mkdir(parents=True)
-    with tarfile.open(SOURCE_TARBALL) as tar:
-        members = []
-        for member in tar.getmembers():
-            parts = member.name.split("/", 1)
-            if len(parts) == 2 and parts[1]:
-                member.name = parts[1]
-                members.append(member)
-        tar.extractall(cache.base, members=members, filter="tar")
+    subprocess.run(["tar", "-xJf", str(SOURCE_TARBALL), "-C", str(cache.base),
+                    "--strip-components=1"], check=True)
     version = kernel_version(cache.base)
     log(f"committing Linux {version} as {BASE_TAG}")
     git(cache.base, "init", "-q", "-b", "base")
@@ -83,7 +76,8 @@ def series_digest(series: Series) -> str:
 
 def _am_failure(patch: Path, output: str) -> str:
     """One line naming the patch and the file it failed on."""
-    m = re.search(r"patch failed: (\S+)", output) or re.search(r"error: (\S+): does not exist", output)
+    m = re.search(r"patch failed: (\S+)", output) or \
+        re.search(r"error: (\S+): does not exist", output)
     where = f" at {m.group(1)}" if m else ""
     first = next((ln for ln in output.splitlines() if ln.startswith("error:")), "")
     detail = f" ({first.removeprefix('error: ')})" if first and not m else ""

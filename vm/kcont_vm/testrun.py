@@ -69,7 +69,7 @@ def run_tests(profile: str, pytest_extra: list[str], host_only: bool = False,
         print(f"== guest tests ({profile} kernel, one boot) ==", flush=True)
         start = time.monotonic()
         run_dir = new_run_dir(Cache.default())
-        spec = RunSpec(bzimage=result.bzimage, cmd=pytest_argv(
+        spec = RunSpec(bzimage=result.bzimage, profile=profile, cmd=pytest_argv(
             ["tests/guest"], run_dir / "results" / "guest.xml", pytest_extra))
         outcome = boot(spec, run_dir=run_dir)
         guest_xml = outcome.results / "guest.xml"

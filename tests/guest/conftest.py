@@ -1,0 +1,61 @@
+"""Guest tests: they run inside the QEMU guest booted by `kcont-vm test`.
+
+Outside the guest they refuse to run (an error, not a skip): a guest test
+that cannot run must never count as a pass.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = Path(os.environ.get("KCONT_RESULTS", "/tmp"))
+
+# The repository is read-only in the guest and TCG is slow: no example
+# database on disk, no per-example deadline.
+settings.register_profile("guest", database=None, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("guest")
+
+# Until the CFFI binding exists (kcont/), tests reach libkeyutils directly.
+_libkeyutils = ctypes.CDLL("libkeyutils.so.1", use_errno=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("KCONT_IN_GUEST") != "1":
+        raise pytest.UsageError("tests/guest runs only inside the kcont guest: "
+                                "use `kcont-vm test` (or `make check`)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A skip inside the guest is a failure: turn skip marks into errors."""
+    for item in items:
+        if item.get_closest_marker("skip") or item.get_closest_marker("skipif"):
+            raise pytest.UsageError(f"{item.nodeid}: guest tests may not be skipped")
+
+
+@pytest.fixture
+def session_keyring() -> Iterator[int]:
+    """A fresh anonymous session keyring for this test, as keyutils' tests use.
+
+    The test process joins it, so every command the test runs (keyctl,
+    the upcall's requester) inherits it, and nothing leaks between tests.
+    """
+    serial = _libkeyutils.keyctl_join_session_keyring(None)
+    if serial < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"keyctl_join_session_keyring: {os.strerror(err)}")
+    yield serial
+    _libkeyutils.keyctl_clear(serial)
+
+
+def keyctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run keyutils' /bin/keyctl, the reference client."""
+    return subprocess.run(["keyctl", *args], capture_output=True, text=True, check=check)

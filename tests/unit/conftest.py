@@ -1,0 +1,29 @@
+"""Host tests: pure parts of the harness, no patched kernel needed."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    """A tiny git repo with one file, tagged kcont-base like the kernel base."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "keys.c").write_text("".join(f"line {i}\n" for i in range(1, 21)))
+    env_cmds = [["init", "-q", "-b", "base"], ["add", "-A"],
+                ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"],
+                ["tag", "kcont-base"]]
+    for args in env_cmds:
+        subprocess.run(["git", "-C", str(repo), *args], check=True)
+    return repo

@@ -1,0 +1,67 @@
+"""The kcont-vm command line: one-line errors and distinct exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kcont_vm import cli, runner
+from kcont_vm.errors import EXIT_USAGE
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kcont_vm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kcont_vm", *args], cwd=ROOT,
+                          capture_output=True, text=True, check=False,
+                          env={"PYTHONPATH": str(ROOT / "vm"), "PATH": "/usr/bin:/bin"})
+
+
+@pytest.mark.parametrize("args", [["bogus"], ["run", "--frob"], ["build", "--profile", "x"],
+                                  []])
+def test_usage_errors_are_one_line(args: list[str]) -> None:
+    result = kcont_vm(*args)
+    assert result.returncode == EXIT_USAGE
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("kcont-vm")
+
+
+def test_command_not_found_fails_before_booting() -> None:
+    result = kcont_vm("run", "--", "definitely-not-a-command-kcont")
+    assert result.returncode == 127
+    assert result.stderr.strip() == ("kcont-vm: definitely-not-a-command-kcont: command not "
+                                     "found (the guest shares this machine's root filesystem)")
+
+
+def test_run_without_command() -> None:
+    result = kcont_vm("run")
+    assert result.returncode == EXIT_USAGE
+    assert "no command given" in result.stderr
+
+
+def test_help_has_examples() -> None:
+    text = cli.make_parser().format_help()
+    assert "examples:" in text and "exit codes" in text
+
+
+def test_vng_argv_tcg(tmp_path: Path) -> None:
+    spec = runner.RunSpec(bzimage=tmp_path / "bzImage", cmd=["true"])
+    argv = runner.vng_argv(spec, "tcg", tmp_path / "r", ["true"])
+    assert "--disable-kvm" in argv and "--force-9p" in argv
+    assert argv[argv.index("--rwdir") + 1] == str(tmp_path / "r")
+    assert argv[argv.index("--exec") + 1] == "true"
+
+
+def test_vng_argv_kvm_and_shell(tmp_path: Path) -> None:
+    spec = runner.RunSpec(bzimage=tmp_path / "bzImage", cmd=[])
+    argv = runner.vng_argv(spec, "kvm", None, None)
+    assert "--disable-kvm" not in argv and "--exec" not in argv and "--verbose" not in argv
+
+
+def test_guest_command_wraps_cmd(tmp_path: Path) -> None:
+    spec = runner.RunSpec(bzimage=tmp_path / "b", cmd=["keyctl", "show"], kmemleak=False)
+    argv = runner.guest_command(spec, tmp_path)
+    assert argv[0] == "env" and argv[-2:] == ["keyctl", "show"]
+    assert "--no-kmemleak" in argv and f"KCONT_RESULTS={tmp_path}" in argv

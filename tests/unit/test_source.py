@@ -1,0 +1,79 @@
+"""Applying and exporting the series on a small git repository."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from kcont_vm import source
+from kcont_vm.errors import BuildError
+from kcont_vm.series import Series
+
+
+def _commit_change(repo: Path, old: str, new: str, subject: str) -> None:
+    text = (repo / "keys.c").read_text().replace(old, new)
+    (repo / "keys.c").write_text(text)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=kcont developers",
+                    "-c", "user.email=kcont@localhost", "commit", "-qam",
+                    f"{subject}\n\nWhy: a test."], check=True)
+
+
+def _patch_from(repo: Path, out: Path) -> list[Path]:
+    subprocess.run(["git", "-C", str(repo), "format-patch", "-q", "-o", str(out),
+                    "kcont-base..HEAD"], check=True)
+    return sorted(out.glob("*.patch"))
+
+
+def test_apply_series_in_order(git_repo: Path, tmp_path: Path) -> None:
+    _commit_change(git_repo, "line 3\n", "line three\n", "keys: three")
+    _commit_change(git_repo, "line 15\n", "line fifteen\n", "keys: fifteen")
+    patches = _patch_from(git_repo, tmp_path / "p")
+    subprocess.run(["git", "-C", str(git_repo), "reset", "-q", "--hard", "kcont-base"],
+                   check=True)
+    source.apply_series(git_repo, Series(tmp_path / "p", tuple(p.name for p in patches)))
+    text = (git_repo / "keys.c").read_text()
+    assert "line three" in text and "line fifteen" in text
+
+
+def test_patch_that_does_not_apply_names_patch_and_file(git_repo: Path,
+                                                        tmp_path: Path) -> None:
+    _commit_change(git_repo, "line 3\n", "line three\n", "keys: three")
+    (patch,) = _patch_from(git_repo, tmp_path / "p")
+    subprocess.run(["git", "-C", str(git_repo), "reset", "-q", "--hard", "kcont-base"],
+                   check=True)
+    _commit_change(git_repo, "line 3\n", "line 3 changed upstream\n", "upstream")
+    with pytest.raises(BuildError) as err:
+        source.apply_series(git_repo, Series(tmp_path / "p", (patch.name,)))
+    message = str(err.value)
+    assert patch.name in message and "keys.c" in message
+    assert "\n" not in message
+    # the failed am was aborted: the tree is usable again
+    status = subprocess.run(["git", "-C", str(git_repo), "status"], capture_output=True,
+                            text=True, check=True).stdout
+    assert "am session" not in status
+
+
+def test_export_writes_patches_cover_and_series(git_repo: Path, tmp_path: Path) -> None:
+    _commit_change(git_repo, "line 3\n", "line three\n", "keys: three")
+    _commit_change(git_repo, "line 9\n", "line nine\n", "keys: nine")
+    subprocess.run(["git", "-C", str(git_repo), "checkout", "-q", "-b", "kcont"], check=True)
+    subprocess.run(["git", "-C", str(git_repo), "config", "branch.kcont.description",
+                    "kcont: a title\n\nThe body of the cover letter.\n"], check=True)
+    out = tmp_path / "patches"
+    out.mkdir()
+    (out / "9999-stale.patch").write_text("old")
+    written = source.export_series(git_repo, out)
+    names = [p.name for p in written]
+    assert names[0] == source.COVER_NAME and len(names) == 3
+    assert not (out / "9999-stale.patch").exists()
+    series = (out / "series").read_text().splitlines()
+    assert [s for s in series if not s.startswith("#")] == names[1:]
+    title, body = source.read_cover(out / source.COVER_NAME)
+    assert title == "kcont: a title"
+    assert body.strip() == "The body of the cover letter."
+
+
+def test_read_cover_without_file(tmp_path: Path) -> None:
+    title, _ = source.read_cover(tmp_path / "none.patch")
+    assert title
