@@ -65,3 +65,4 @@ def test_guest_command_wraps_cmd(tmp_path: Path) -> None:
     argv = runner.guest_command(spec, tmp_path)
     assert argv[0] == "env" and argv[-2:] == ["keyctl", "show"]
     assert "--no-kmemleak" in argv and f"KCONT_RESULTS={tmp_path}" in argv
+    assert runner.GUEST_WRAPPER.exists()

@@ -34,6 +34,7 @@ from kcont_vm.paths import Cache, repo_root
 
 KEEP_RUNS = 30
 GUEST_APPEND = ("printk.devkmsg=on",)
+GUEST_WRAPPER = Path(__file__).with_name("guest-run.sh")
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -85,7 +86,7 @@ def guest_command(spec: RunSpec, results: Path) -> list[str]:
         "PATH": f"{Path(sys.executable).parent}:{SBIN_PATH}",
         **spec.env,
     }
-    wrapper = [sys.executable, "-m", "kcont_vm.guest", "--results", str(results)]
+    wrapper = ["sh", str(GUEST_WRAPPER)]
     if not spec.kmemleak:
         wrapper.append("--no-kmemleak")
     return ["env", *(f"{k}={v}" for k, v in env.items()), *wrapper, "--", *spec.cmd]
@@ -127,11 +128,22 @@ def vng_env() -> dict[str, str]:
     return dict(os.environ, PATH=f"{bindir}:{os.environ.get('PATH', SBIN_PATH)}")
 
 
+SCRIPT_STARTED = "virtme-ng-init: starting script"
+
+
 def _pump(stream, log_file, echo_all: bool) -> None:
+    """Copy vng's stderr to the log; echo only the command's own stderr.
+
+    Before the guest script starts, everything is boot noise (vng's
+    warnings, the decompressor's early console): log only.  After it,
+    printk lines are the console (log only) and the rest is the command.
+    """
+    started = False
     for line in stream:
         log_file.write(line)
         log_file.flush()
-        if echo_all or not reports.is_printk(line):
+        started = started or SCRIPT_STARTED in line
+        if echo_all or (started and not reports.is_printk(line)):
             sys.stderr.write(line)
             sys.stderr.flush()
 
