@@ -2,24 +2,29 @@
 # Debian 12 machine (as root): packages, venv, kernel build (cached).
 SHELL := /bin/bash
 VENV := .venv
-KCONT_VM := $(VENV)/bin/kcont-vm
-# `setup` runs on Debian's interpreter before the venv exists.
+# `setup` runs on Debian's interpreter before the venv exists; the rest runs
+# from the venv without needing the project installed (the build installs it,
+# since the CFFI binding compiles against the kernel's uapi headers).
 BOOTSTRAP := PYTHONPATH=vm /usr/bin/python3 -m kcont_vm
+KCONT_VM := PYTHONPATH=vm $(VENV)/bin/python -m kcont_vm
 
-.PHONY: all setup demo check lint bench clean-results
+.PHONY: all setup kernel demo check lint bench clean-results
 
 all: check
 
 setup:
 	@$(BOOTSTRAP) setup
 
-demo: setup
+kernel: setup
+	$(KCONT_VM) build
+
+demo: kernel
 	$(KCONT_VM) demo
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
-check: lint
+check: lint kernel
 	$(KCONT_VM) test
 
 bench: setup

@@ -1,7 +1,10 @@
 """kcont: Python access to container objects and namespace-aware keyrings.
 
-The CFFI binding to the series' syscalls and keyctl ops lands with the
-container-object patches; until then this package only names itself.
+Layers, bottom up: ``kcont._kcont`` (the CFFI extension, compiled at
+install against the series' uapi headers), ``kcont._binding`` (errno to
+OSError), then ``kcont.container``, ``kcont.keys`` and ``kcont.proc``.
+Nothing above ``_binding`` calls C, and no module keeps its own copy of a
+kernel constant.
 """
 
 __version__ = "0.1.0"

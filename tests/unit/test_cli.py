@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from kcont_vm import cli, runner
 from kcont_vm.errors import EXIT_USAGE
 

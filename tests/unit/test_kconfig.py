@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kcont_vm import kconfig
 from kcont_vm.errors import BuildError
 
@@ -25,6 +26,23 @@ def test_dropped_request_is_reported() -> None:
     problems = kconfig.unmet({"CONFIG_BPF_JIT": "y", "CONFIG_KEYS": "y"},
                              {"CONFIG_KEYS": "y"})
     assert problems == ["CONFIG_BPF_JIT: wanted y, got n"]
+
+
+def test_option_the_tree_does_not_define_is_skipped() -> None:
+    requests = {"CONFIG_CONTAINERS": "y", "CONFIG_KEYS": "y"}
+    final = {"CONFIG_KEYS": "n"}
+    problems = kconfig.unmet(requests, final, lambda name: name != "CONFIG_CONTAINERS")
+    assert problems == ["CONFIG_KEYS: wanted y, got n"]
+
+
+def test_defined_in_reads_kconfig(git_repo: Path) -> None:
+    (git_repo / "Kconfig").write_text("config FOO\n\tbool\nmenuconfig BAR\n\tbool\n")
+    defined = kconfig.defined_in(git_repo)
+    import subprocess
+
+    subprocess.run(["git", "-C", str(git_repo), "add", "Kconfig"], check=True)
+    assert defined("CONFIG_FOO") and defined("CONFIG_BAR")
+    assert not defined("CONFIG_FO") and not defined("CONFIG_BAZ")
 
 
 def test_modules_left() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kcont_vm import reports
 
 SAMPLES = Path(__file__).parent / "data" / "console"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kcont_vm.errors import BuildError
 from kcont_vm.series import load_series, parse_series
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kcont_vm import install, keyutils_suite
 from kcont_vm.junit import read_junit
 from kcont_vm.progress import BuildProgress, is_compile_step

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from kcont_vm import source
 from kcont_vm.errors import BuildError
 from kcont_vm.series import Series

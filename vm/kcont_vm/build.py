@@ -93,7 +93,7 @@ def configure(src: Path, build_dir: Path, frags: list[Path], log) -> None:
                 raise BuildError(f"configuration failed: {argv[0]} exited {result.returncode}"
                                  f" (see {build_dir}/kcont-config.log)")
     final = kconfig.parse_config(config.read_text())
-    problems = kconfig.unmet(kconfig.merged_requests(frags), final)
+    problems = kconfig.unmet(kconfig.merged_requests(frags), final, kconfig.defined_in(src))
     if problems:
         raise BuildError("config fragments not honoured by Kconfig (unmet dependencies?): "
                          + "; ".join(problems))
@@ -139,6 +139,7 @@ def build(profile: str, force: bool = False, cache: Cache | None = None, log=pri
     bzimage = cache.bzimage(profile)
     if not force and stamp.get("key") == key and bzimage.exists():
         log(f"kernel {profile} is up to date ({key}): {bzimage}")
+        install_headers(cache.src, build_dir, cache, key, log)
         return BuildResult(profile, key, bzimage, False, 0.0, 0)
     series = load_series(repo_root() / "kernel" / "patches")
     src = prepare_src(cache, series, log)
@@ -158,4 +159,27 @@ def build(profile: str, force: bool = False, cache: Cache | None = None, log=pri
         {"key": key, "profile": profile, "seconds": round(seconds, 1), "objects": total,
          "compiled": objects, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
     log(f"kernel {profile} built in {seconds:.0f}s ({objects} objects compiled): {bzimage}")
+    install_headers(src, build_dir, cache, key, log)
     return BuildResult(profile, key, bzimage, True, seconds, objects)
+
+
+def install_headers(src: Path, build_dir: Path, cache: Cache, key: str, log=print) -> Path:
+    """The series' uapi headers for the binding, then the binding itself.
+
+    Headers do not depend on the profile; they are reinstalled when the
+    build key they came from changes.
+    """
+    target = cache.root / "headers"
+    stamp = target / "kcont-key"
+    if not (stamp.exists() and stamp.read_text() == key):
+        log(f"installing uapi headers into {target}")
+        result = subprocess.run(["make", "-C", str(src), f"O={build_dir}", "headers_install",
+                                 f"INSTALL_HDR_PATH={target}"], capture_output=True,
+                                text=True, check=False)
+        if result.returncode != 0:
+            raise BuildError("make headers_install failed:\n" + result.stderr[-2000:])
+        stamp.write_text(key)
+    from kcont_vm.install import install_project
+
+    install_project(target / "include")
+    return target

@@ -27,6 +27,8 @@ APT_PACKAGES = (
     "python3-bpfcc", "bpfcc-tools",
     # keyutils, its library, and its source package's tools
     "keyutils", "libkeyutils-dev", "dpkg-dev", "lsb-release", "file",
+    # checkpatch.pl runs scripts/spdxcheck.py, which needs ply and GitPython
+    "python3-ply", "python3-git",
     # the venv and the CFFI build
     "python3-venv", "python3-dev", "libffi-dev",
 )
@@ -94,19 +96,36 @@ def venv_dir() -> Path:
     return repo_root() / ".venv"
 
 
-def _packaging_digest(root: Path) -> str:
-    """What a reinstall depends on: packaging metadata and the CFFI sources."""
+def _digest(paths: list[Path]) -> str:
     h = hashlib.sha256()
-    files = [root / "pyproject.toml"]
-    files += sorted((root / "kcont" / "_cffi_src").glob("*.py"))
-    for path in files:
+    for path in paths:
         if path.exists():
-            h.update(path.name.encode() + path.read_bytes())
+            h.update(str(path).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 
+def project_requirements(root: Path) -> list[str]:
+    """Dependencies and test extras from pyproject.toml (the project itself is
+    installed later, by ``kcont-vm build``, once the kernel's headers exist)."""
+    import tomllib
+
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    return [*project["dependencies"], *project["optional-dependencies"]["test"]]
+
+
+def _pip(python: Path, args: list[str], what: str) -> None:
+    result = subprocess.run([str(python), "-m", "pip", "install", "-q",
+                             "--disable-pip-version-check", *args],
+                            check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    if result.returncode != 0:
+        tail = "\n".join(ln for ln in result.stdout.splitlines()[-15:]
+                         if "Location" not in ln)
+        raise KcontVmError(f"pip install {what} failed:\n{tail}", EXIT_SETUP)
+
+
 def ensure_venv() -> Path:
-    """A venv from Debian's python (for bcc), with the project and test extras."""
+    """A venv from Debian's python (for bcc), with the project's dependencies."""
     root = repo_root()
     venv = venv_dir()
     python = venv / "bin" / "python"
@@ -114,22 +133,46 @@ def ensure_venv() -> Path:
         say(f"creating venv {venv} from {SYSTEM_PYTHON} --system-site-packages")
         subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--system-site-packages", str(venv)],
                        check=True)
-    stamp = venv / "kcont-installed"
-    digest = _packaging_digest(root)
+    stamp = venv / "kcont-deps"
+    digest = _digest([root / "pyproject.toml"])
     if stamp.exists() and stamp.read_text() == digest:
-        say("venv: project already installed")
+        say("venv: dependencies present")
         return venv
-    say("pip install -e .[test] (virtme-ng, cffi, pytest, hypothesis, ...)")
-    result = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         "-e", f"{root}[test]"],
-        check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    if result.returncode != 0:
-        tail = "\n".join(result.stdout.splitlines()[-15:])
-        raise KcontVmError(f"pip install failed:\n{tail}", EXIT_SETUP)
+    requirements = project_requirements(root)
+    say("pip install " + " ".join(requirements))
+    _pip(python, requirements, "dependencies")
     stamp.write_text(digest)
     return venv
+
+
+def install_project(headers: Path) -> None:
+    """``pip install -e .``: compiles the CFFI binding against ``headers``.
+
+    Done again only when the packaging, the binding's C sources or the
+    series' uapi headers changed.
+    """
+    root = repo_root()
+    python = venv_dir() / "bin" / "python"
+    stamp = venv_dir() / "kcont-installed"
+    sources = [root / "pyproject.toml", root / "setup.py",
+               *sorted((root / "kcont" / "_cffi_src").glob("*.py")),
+               *sorted(headers.rglob("*.h"))]
+    digest = _digest(sources)
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    say(f"pip install -e . (CFFI binding against {headers})")
+    env_headers = {"KCONT_UAPI_HEADERS": str(headers)}
+    old = {k: os.environ.get(k) for k in env_headers}
+    os.environ.update(env_headers)
+    try:
+        _pip(python, ["--no-deps", "--no-build-isolation", "-e", str(root)], "the project")
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    stamp.write_text(digest)
 
 
 def ensure_keyutils_source() -> None:

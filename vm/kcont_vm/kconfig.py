@@ -9,6 +9,8 @@ therefore verifies every request of the kcont fragments against the final
 from __future__ import annotations
 
 import re
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 _SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
@@ -46,16 +48,19 @@ def merged_requests(paths: list[Path]) -> dict[str, str]:
     return requests
 
 
-def unmet(requests: dict[str, str], final: dict[str, str]) -> list[str]:
+def unmet(requests: dict[str, str], final: dict[str, str],
+          defined: Callable[[str], bool] = lambda name: True) -> list[str]:
     """Human-readable list of requests the final config does not honour.
 
     An ``n`` request is met by absence too: an option whose menu is off
-    does not appear in ``.config`` at all.
+    does not appear in ``.config`` at all.  Options the tree does not
+    define (``defined`` says so) are skipped: the series adds some of them,
+    and an empty series or a bisection point before them must still build.
     """
     problems = []
     for name, wanted in sorted(requests.items()):
         got = final.get(name, "n")
-        if wanted != got:
+        if wanted != got and defined(name):
             problems.append(f"{name}: wanted {wanted}, got {got}")
     return problems
 
@@ -63,3 +68,16 @@ def unmet(requests: dict[str, str], final: dict[str, str]) -> list[str]:
 def modules_left(final: dict[str, str]) -> list[str]:
     """Options built as modules: the guest installs none, so there must be none."""
     return sorted(name for name, value in final.items() if value == "m")
+
+
+def defined_in(tree: Path) -> Callable[[str], bool]:
+    """A predicate: does any Kconfig file of ``tree`` define this option?"""
+
+    def defined(name: str) -> bool:
+        symbol = name.removeprefix("CONFIG_")
+        result = subprocess.run(
+            ["git", "-C", str(tree), "grep", "-q", "-E", rf"^\s*(menu)?config {symbol}\s*$",
+             "--", "*Kconfig*"], capture_output=True, check=False)
+        return result.returncode == 0
+
+    return defined

@@ -79,6 +79,7 @@ def guest_command(spec: RunSpec, results: Path) -> list[str]:
     env = {
         "PYTHONPATH": str(repo_root() / "vm"),
         "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
         "KCONT_IN_GUEST": "1",
         "KCONT_RESULTS": str(results),
         "KCONT_PROFILE": spec.profile,
@@ -128,6 +129,13 @@ def vng_env() -> dict[str, str]:
     return dict(os.environ, PATH=f"{bindir}:{os.environ.get('PATH', SBIN_PATH)}")
 
 
+def _copy(stream, out) -> None:
+    """The guest command's stdout, as it comes."""
+    for line in stream:
+        out.write(line)
+        out.flush()
+
+
 SCRIPT_STARTED = "virtme-ng-init: starting script"
 
 
@@ -164,12 +172,18 @@ def boot(spec: RunSpec, cache: Cache | None = None, dry_run: bool = False,
     log(f"kcont-vm: booting {spec.bzimage} ({accel}); console log: {console_log}")
     start = time.monotonic()
     with console_log.open("w") as log_file:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                env=vng_env(), text=True, errors="replace",
-                                start_new_session=True)
-        pump = threading.Thread(target=_pump, args=(proc.stderr, log_file, spec.echo_console),
-                                daemon=True)
-        pump.start()
+        # stdout is a pipe too: QEMU opens /proc/self/fd/1 with O_TRUNC,
+        # which would wipe a log file that our caller redirected us to.
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=vng_env(), text=True,
+                                errors="replace", start_new_session=True)
+        pumps = [
+            threading.Thread(target=_pump, args=(proc.stderr, log_file, spec.echo_console),
+                             daemon=True),
+            threading.Thread(target=_copy, args=(proc.stdout, sys.stdout), daemon=True),
+        ]
+        for pump in pumps:
+            pump.start()
         timed_out = False
         try:
             proc.wait(timeout=spec.timeout)
@@ -181,7 +195,8 @@ def boot(spec: RunSpec, cache: Cache | None = None, dry_run: bool = False,
             os.killpg(proc.pid, 9)
             proc.wait()
             raise
-        pump.join(timeout=10)
+        for pump in pumps:
+            pump.join(timeout=10)
     seconds = time.monotonic() - start
     found = reports.find_reports(console_log.read_text(errors="replace").splitlines())
     rc_file = results / "guest-rc"

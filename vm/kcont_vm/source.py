@@ -11,6 +11,7 @@ back into kernel/patches/.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -181,8 +182,11 @@ def checkpatch(tree: Path, patches: list[Path]) -> tuple[bool, str]:
     targets = [str(p) for p in patches if p.name != COVER_NAME]
     if not targets:
         return True, "no patches to check\n"
+    # checkpatch runs scripts/spdxcheck.py with the first python3 on PATH;
+    # Debian's has python3-ply, a pyenv one may not.
+    env = dict(os.environ, PATH=f"/usr/bin:/bin:{os.environ.get('PATH', '')}")
     result = subprocess.run(
         ["perl", str(tree / "scripts" / "checkpatch.pl"), "--strict", "--terse",
          "--show-types", *targets],
-        cwd=tree, capture_output=True, text=True, check=False)
+        cwd=tree, env=env, capture_output=True, text=True, check=False)
     return result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,1 @@
+"""C declarations of the kcont binding, one module per header (not installed)."""

@@ -1,0 +1,53 @@
+"""Join the per-header modules into one out-of-line API-mode CFFI extension.
+
+The uapi headers are the patched kernel's own (``make headers_install``
+output, which ``kcont-vm build`` writes to ``$KCONT_CACHE/headers``), so
+every number comes from the series, never from a copy kept here.
+``KCONT_UAPI_HEADERS`` overrides the location.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from cffi import FFI
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import container
+import keyutils
+import watch_queue
+
+MODULES = (container, keyutils, watch_queue)
+
+
+def uapi_headers() -> Path:
+    env = os.environ.get("KCONT_UAPI_HEADERS")
+    if env:
+        return Path(env)
+    cache = Path(os.environ.get("KCONT_CACHE", Path.home() / ".cache" / "kcont"))
+    return cache / "headers" / "include"
+
+
+def make_ffi() -> FFI:
+    headers = uapi_headers()
+    if not (headers / "linux" / "container.h").exists():
+        raise SystemExit(f"kcont: {headers}/linux/container.h not found: build the kernel "
+                         "first (`kcont-vm build` installs the series' uapi headers)")
+    ffi = FFI()
+    ffi.cdef("\n".join(m.TYPES for m in MODULES) + "\n".join(m.FUNCTIONS for m in MODULES))
+    ffi.set_source(
+        "kcont._kcont",
+        "\n".join(m.INCLUDES for m in MODULES) + "\n".join(m.CUSTOMIZATIONS for m in MODULES),
+        libraries=["keyutils"],
+        include_dirs=[str(headers)],
+    )
+    return ffi
+
+
+ffibuilder = make_ffi()
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

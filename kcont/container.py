@@ -1,0 +1,186 @@
+"""Containers as Python objects: create, fork or spawn into, wait, close.
+
+A Container owns its fd.  Closing it does not kill the members unless
+``kill_on_close`` was asked for; the kernel keeps the container alive
+while it has members.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import select
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+
+from kcont._binding import check, ffi, lib, oserror
+
+NAME_MAX = lib.CONTAINER_NAME_MAX
+INIT_ID = lib.CONTAINER_INIT_ID
+
+
+class Flag(enum.IntFlag):
+    """container_create() flags, with values from the series' uapi header."""
+
+    NEW_FS_NS = lib.CONTAINER_NEW_FS_NS
+    NEW_EMPTY_FS_NS = lib.CONTAINER_NEW_EMPTY_FS_NS
+    NEW_CGROUP_NS = lib.CONTAINER_NEW_CGROUP_NS
+    NEW_UTS_NS = lib.CONTAINER_NEW_UTS_NS
+    NEW_IPC_NS = lib.CONTAINER_NEW_IPC_NS
+    NEW_USER_NS = lib.CONTAINER_NEW_USER_NS
+    NEW_PID_NS = lib.CONTAINER_NEW_PID_NS
+    NEW_NET_NS = lib.CONTAINER_NEW_NET_NS
+    KILL_ON_CLOSE = lib.CONTAINER_KILL_ON_CLOSE
+    FD_CLOEXEC = lib.CONTAINER_FD_CLOEXEC
+    UNTRUSTED = lib.CONTAINER_UNTRUSTED
+    TRUSTED = lib.CONTAINER_TRUSTED
+
+
+# Namespace names as /proc/PID/ns/ spells them, "fs" as the flag does.
+NAMESPACE_FLAGS = {
+    "mnt": Flag.NEW_FS_NS,
+    "cgroup": Flag.NEW_CGROUP_NS,
+    "uts": Flag.NEW_UTS_NS,
+    "ipc": Flag.NEW_IPC_NS,
+    "user": Flag.NEW_USER_NS,
+    "pid": Flag.NEW_PID_NS,
+    "net": Flag.NEW_NET_NS,
+}
+
+
+def namespace_flags(names: Iterable[str]) -> Flag:
+    """Flags for namespace names (``mnt``/``fs``, ``pid``, ...); ValueError if unknown."""
+    flags = Flag(0)
+    for name in names:
+        key = "mnt" if name == "fs" else name
+        if key not in NAMESPACE_FLAGS:
+            known = ", ".join(sorted(NAMESPACE_FLAGS))
+            raise ValueError(f"unknown namespace {name!r} (known: {known})")
+        flags |= NAMESPACE_FLAGS[key]
+    return flags
+
+
+def create_raw(name: str | bytes | None, flags: int, spare3: int = 0, spare4: int = 0,
+               spare5: int = 0) -> int:
+    """container_create() as the kernel sees it; None passes a NULL name."""
+    cname = ffi.NULL if name is None else (name.encode() if isinstance(name, str) else name)
+    return check("container_create", lib.kcont_container_create(cname, flags, spare3, spare4,
+                                                                spare5))
+
+
+def fork_into(fd: int) -> int:
+    """fork_into_container(): the child's pid in the parent, 0 in the child."""
+    return check("fork_into_container", lib.kcont_fork_into_container(fd))
+
+
+def fdinfo(fd: int, pid: int | str = "self") -> dict[str, str]:
+    """The container_* fields of /proc/PID/fdinfo/FD."""
+    fields = {}
+    with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+        for line in info:
+            key, _, value = line.partition(":")
+            if key.startswith("container_"):
+                fields[key.removeprefix("container_")] = value.strip()
+    return fields
+
+
+class Container:
+    """A container object: ``with Container("web", ns={"pid", "mnt"}) as c: c.spawn([...])``."""
+
+    def __init__(self, name: str, *, ns: Iterable[str] = (), kill_on_close: bool = False,
+                 cloexec: bool = True, trusted: bool | None = None,
+                 flags: int = 0) -> None:
+        flags = Flag(flags) | namespace_flags(ns)
+        if kill_on_close:
+            flags |= Flag.KILL_ON_CLOSE
+        if cloexec:
+            flags |= Flag.FD_CLOEXEC
+        if trusted is True:
+            flags |= Flag.TRUSTED
+        elif trusted is False:
+            flags |= Flag.UNTRUSTED
+        self.flags = flags
+        self._fd: int | None = create_raw(name, flags)
+        self.init_pid: int | None = None
+
+    @property
+    def fd(self) -> int:
+        if self._fd is None:
+            raise ValueError("container fd is closed")
+        return self._fd
+
+    @property
+    def id(self) -> int:
+        return int(fdinfo(self.fd)["id"])
+
+    @property
+    def name(self) -> str:
+        raw = fdinfo(self.fd)["name"]
+        return raw.encode().decode("unicode_escape")
+
+    @property
+    def trusted(self) -> bool:
+        return fdinfo(self.fd)["trust"] == "trusted"
+
+    @property
+    def dead(self) -> bool:
+        """True once init exited (or kill-on-close fired): the fd polls POLLHUP."""
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        return any(ev & select.POLLHUP for _, ev in poller.poll(0))
+
+    def fork(self) -> int:
+        """Fork into the container: the child's pid here, 0 in the child."""
+        pid = fork_into(self.fd)
+        if pid and self.init_pid is None:
+            self.init_pid = pid
+        return pid
+
+    def spawn(self, argv: Sequence[str]) -> int:
+        """Fork into the container and exec ``argv`` there; return the pid.
+
+        An exec failure in the child comes back as the parent's exception
+        (FileNotFoundError and so on), through a close-on-exec pipe.
+        """
+        if not argv:
+            raise ValueError("spawn: empty argv")
+        rfd, wfd = os.pipe2(os.O_CLOEXEC)
+        pid = self.fork()
+        if pid == 0:  # child
+            os.close(rfd)
+            try:
+                os.execvp(argv[0], list(argv))
+            except OSError as err:
+                os.write(wfd, f"{err.errno}".encode())
+            finally:
+                os._exit(127)
+        os.close(wfd)
+        with os.fdopen(rfd, "rb") as report:
+            failure = report.read()
+        if failure:
+            os.waitpid(pid, 0)
+            raise oserror(int(failure), f"exec {argv[0]}")
+        return pid
+
+    def wait(self, pid: int | None = None) -> int:
+        """Wait for ``pid`` (default: init) and return its wait status."""
+        target = pid if pid is not None else self.init_pid
+        if target is None:
+            raise ValueError("nothing was forked into this container")
+        return os.waitpid(target, 0)[1]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._fd is None else f"fd={self._fd}"
+        return f"<Container {state} flags={self.flags!r}>"

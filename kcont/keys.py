@@ -1,0 +1,123 @@
+"""Typed keys and keyrings over libkeyutils: serials you cannot mix up with ints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kcont._binding import check, ffi, lib
+
+SESSION = lib.KEY_SPEC_SESSION_KEYRING
+PROCESS = lib.KEY_SPEC_PROCESS_KEYRING
+THREAD = lib.KEY_SPEC_THREAD_KEYRING
+USER = lib.KEY_SPEC_USER_KEYRING
+USER_SESSION = lib.KEY_SPEC_USER_SESSION_KEYRING
+
+
+def _bytes(text: str | bytes) -> bytes:
+    return text.encode() if isinstance(text, str) else text
+
+
+@dataclass(frozen=True)
+class KeyDescription:
+    """What KEYCTL_DESCRIBE says: ``type;uid;gid;perm;description``."""
+
+    type: str
+    uid: int
+    gid: int
+    perm: int
+    description: str
+
+    @classmethod
+    def parse(cls, text: str) -> KeyDescription:
+        ktype, uid, gid, perm, desc = text.split(";", 4)
+        return cls(ktype, int(uid), int(gid), int(perm, 16), desc)
+
+
+@dataclass(frozen=True)
+class Key:
+    """A key by serial number (special KEY_SPEC_* values are resolved first)."""
+
+    serial: int
+
+    def describe(self) -> KeyDescription:
+        buf = ffi.new("char **")
+        check("keyctl_describe", lib.keyctl_describe_alloc(self.serial, buf))
+        try:
+            return KeyDescription.parse(ffi.string(buf[0]).decode())
+        finally:
+            lib.free(buf[0])
+
+    def read(self) -> bytes:
+        buf = ffi.new("void **")
+        size = check("keyctl_read", lib.keyctl_read_alloc(self.serial, buf))
+        try:
+            return bytes(ffi.buffer(buf[0], size))
+        finally:
+            lib.free(buf[0])
+
+    def revoke(self) -> None:
+        check("keyctl_revoke", lib.keyctl_revoke(self.serial))
+
+    def invalidate(self) -> None:
+        check("keyctl_invalidate", lib.keyctl_invalidate(self.serial))
+
+    def set_timeout(self, seconds: int) -> None:
+        check("keyctl_set_timeout", lib.keyctl_set_timeout(self.serial, seconds))
+
+    def setperm(self, perm: int) -> None:
+        check("keyctl_setperm", lib.keyctl_setperm(self.serial, perm))
+
+    def link(self, keyring: Keyring) -> None:
+        check("keyctl_link", lib.keyctl_link(self.serial, keyring.serial))
+
+    def unlink(self, keyring: Keyring) -> None:
+        check("keyctl_unlink", lib.keyctl_unlink(self.serial, keyring.serial))
+
+
+@dataclass(frozen=True)
+class Keyring(Key):
+    """A keyring: add to it, search it, clear it."""
+
+    @classmethod
+    def special(cls, spec: int, create: bool = False) -> Keyring:
+        """Resolve a KEY_SPEC_* keyring (SESSION, USER, ...) to its serial."""
+        serial = check("keyctl_get_keyring_ID", lib.keyctl_get_keyring_ID(spec, int(create)))
+        return cls(serial)
+
+    @classmethod
+    def join_session(cls, name: str | None = None) -> Keyring:
+        """Join (or create) a session keyring; anonymous and new if ``name`` is None."""
+        cname = ffi.NULL if name is None else name.encode()
+        return cls(check("keyctl_join_session_keyring", lib.keyctl_join_session_keyring(cname)))
+
+    def add(self, key_type: str, description: str, payload: bytes | str = b"") -> Key:
+        data = _bytes(payload)
+        serial = check("add_key", lib.add_key(key_type.encode(), description.encode(), data,
+                                             len(data), self.serial))
+        return Key(serial)
+
+    def add_keyring(self, description: str) -> Keyring:
+        return Keyring(self.add("keyring", description).serial)
+
+    def search(self, key_type: str, description: str) -> Key:
+        serial = check("keyctl_search", lib.keyctl_search(self.serial, key_type.encode(),
+                                                          description.encode(), 0))
+        return Key(serial)
+
+    def clear(self) -> None:
+        check("keyctl_clear", lib.keyctl_clear(self.serial))
+
+    def keys(self) -> list[Key]:
+        """Serials linked in this keyring (KEYCTL_READ of a keyring)."""
+        data = self.read()
+        return [Key(int.from_bytes(data[i:i + 4], "little", signed=True))
+                for i in range(0, len(data), 4)]
+
+
+def request_key(key_type: str, description: str, callout: str | None = None,
+                destination: Keyring | None = None) -> Key:
+    """request_key(2): find a key, or have one constructed (the upcall) if ``callout``."""
+    cinfo = ffi.NULL if callout is None else callout.encode()
+    dest = destination.serial if destination is not None else 0
+    return Key(check("request_key", lib.request_key(key_type.encode(), description.encode(),
+                                                   cinfo, dest)))

@@ -1,0 +1,5 @@
+"""Only what pyproject.toml cannot say: the CFFI extension built at install."""
+
+from setuptools import setup
+
+setup(cffi_modules=["kcont/_cffi_src/build.py:ffibuilder"])
