@@ -100,3 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"kcont {opts.command}: {err}", file=sys.stderr)
         return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

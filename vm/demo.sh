@@ -16,3 +16,15 @@ end=$(date +%s%N)
 echo "key $id, served by /sbin/request-key in $(( (end - start) / 1000000 )) ms:"
 keyctl describe "$id"
 echo "payload: $(keyctl print "$id")"
+
+echo
+echo "== a container: kcont run, then kcont ls from inside and outside =="
+echo "\$ kcont run --name demo --ns pid,uts,mnt -- sh -c 'hostname demo-box; ...; kcont ls'"
+kcont run --name demo --ns pid,uts,mnt -- \
+    sh -c 'hostname demo-box; echo "inside: pid $$, hostname $(hostname)"; kcont ls'
+echo "\$ kcont run --name web --untrusted -- sleep 2 &  kcont ls"
+kcont run --name web --untrusted -- sleep 2 &
+sleep 1
+kcont ls
+wait
+echo "exit status of kcont run: $?"

@@ -1,7 +1,8 @@
 """linux/watch_queue.h: notification pipes, for KEYCTL_WATCH_KEY."""
 
+# No <fcntl.h>: glibc's and the kernel's (pulled in by watch_queue.h) clash;
+# O_NOTIFICATION_PIPE (O_EXCL) comes from the kernel's.
 INCLUDES = """
-#include <fcntl.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <linux/watch_queue.h>

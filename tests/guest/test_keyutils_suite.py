@@ -8,6 +8,7 @@ removed from the list (it may only shrink).
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from kcont_vm import keyutils_suite
@@ -19,7 +20,9 @@ KNOWN = HERE / "keyutils-known-failures.txt"
 
 def test_keyutils_suite() -> None:
     suite = keyutils_suite.find_suite(Cache.default().keyutils)
-    results = keyutils_suite.run_suite(suite, Path("/tmp/keyutils-tests"))
+    results = keyutils_suite.run_suite(
+        suite, Path("/tmp/keyutils-tests"),
+        progress=lambda line: print(line, file=sys.__stderr__, flush=True))
     keyutils_suite.write_results(results, Path(os.environ["KCONT_RESULTS"]) / "keyutils.json")
     known = keyutils_suite.load_known_failures(KNOWN)
     not_passing = {r.name: f"{r.status}: {r.detail}" for r in results if r.status != "pass"}

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,7 +55,8 @@ def verdict(returncode: int, output: str) -> tuple[str, str]:
     return "fail", (f"exit {returncode}; " + " | ".join(failed[-3:]))[:300]
 
 
-def run_suite(suite: Path, workdir: Path, only: list[str] | None = None) -> list[CaseResult]:
+def run_suite(suite: Path, workdir: Path, only: list[str] | None = None,
+              progress: Callable[[str], None] | None = None) -> list[CaseResult]:
     """Copy the suite to a writable place and run each test there."""
     shutil.rmtree(workdir, ignore_errors=True)
     shutil.copytree(suite, workdir)
@@ -72,7 +74,10 @@ def run_suite(suite: Path, workdir: Path, only: list[str] | None = None) -> list
             status, detail = verdict(proc.returncode, output)
         except subprocess.TimeoutExpired:
             status, detail = "fail", f"timed out after {PER_TEST_TIMEOUT}s"
-        results.append(CaseResult(name, status, round(time.monotonic() - start, 2), detail))
+        result = CaseResult(name, status, round(time.monotonic() - start, 2), detail)
+        results.append(result)
+        if progress is not None:
+            progress(f"keyutils {len(results):3d} {status:4s} {result.seconds:6.1f}s {name}")
     return results
 
 
