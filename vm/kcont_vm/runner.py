@@ -130,9 +130,10 @@ def vng_env() -> dict[str, str]:
 
 
 def _copy(stream, out) -> None:
-    """The guest command's stdout, as it comes."""
-    for line in stream:
-        out.write(line)
+    """The guest command's stdout, as it comes (pytest's dots end no line)."""
+    raw = stream.buffer
+    for chunk in iter(lambda: raw.read1(4096), b""):
+        out.buffer.write(chunk)
         out.flush()
 
 

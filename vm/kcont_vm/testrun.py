@@ -24,9 +24,16 @@ from kcont_vm.runner import RunSpec, boot, new_run_dir
 RESULTS_DIR = "test-results"
 
 
-def pytest_argv(paths: list[str], junit: Path, extra: list[str]) -> list[str]:
+# Bounds: a hung test fails on its own instead of eating CI's 90 minutes.
+GUEST_TEST_TIMEOUT = 900
+GUEST_SUITE_TIMEOUT = 3000
+
+
+def pytest_argv(paths: list[str], junit: Path, extra: list[str],
+                verbose: bool = False) -> list[str]:
     return [sys.executable, "-m", "pytest", *paths, "-p", "no:cacheprovider",
-            f"--junitxml={junit}", "-o", "junit_family=xunit2", "-q", *extra]
+            f"--junitxml={junit}", "-o", "junit_family=xunit2",
+            "-v" if verbose else "-q", "--durations=10", *extra]
 
 
 def describe(name: str, counts: SuiteCounts | None, rc: int | None) -> str:
@@ -71,8 +78,10 @@ def run_tests(profile: str, pytest_extra: list[str], host_only: bool = False,
         print(f"== guest tests ({profile} kernel, one boot) ==", flush=True)
         start = time.monotonic()
         run_dir = new_run_dir(Cache.default())
-        spec = RunSpec(bzimage=result.bzimage, profile=profile, cmd=pytest_argv(
-            ["tests/guest"], run_dir / "results" / "guest.xml", pytest_extra))
+        spec = RunSpec(bzimage=result.bzimage, profile=profile,
+                       timeout=GUEST_SUITE_TIMEOUT, cmd=pytest_argv(
+                           ["tests/guest"], run_dir / "results" / "guest.xml",
+                           [f"--timeout={GUEST_TEST_TIMEOUT}", *pytest_extra], verbose=True))
         outcome = boot(spec, run_dir=run_dir)
         guest_xml = outcome.results / "guest.xml"
         guest = read_junit(guest_xml) if guest_xml.exists() else None
