@@ -9,9 +9,11 @@ tests/guest/keyutils-known-failures.txt; that list may only shrink.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -55,6 +57,34 @@ def verdict(returncode: int, output: str) -> tuple[str, str]:
     return "fail", (f"exit {returncode}; " + " | ".join(failed[-3:]))[:300]
 
 
+def run_case(test_dir: Path, env: dict[str, str]) -> tuple[str, str]:
+    """Run one runtest.sh in its own process group; (status, detail).
+
+    Output goes to a file, not a pipe: keyutils' `keyctl watch_session`
+    leaves a watcher process behind that would hold a pipe open forever.
+    Whatever is left of the group when the test ends (or times out) is
+    killed.
+    """
+    log = test_dir / "runtest.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(["bash", "./runtest.sh"], cwd=test_dir, env=env,
+                                stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            returncode = proc.wait(timeout=PER_TEST_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            returncode = None
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if returncode is None:
+        return "fail", f"timed out after {PER_TEST_TIMEOUT}s"
+    out_file = test_dir / "test.out"
+    output = out_file.read_text(errors="replace") if out_file.exists() else log.read_text()
+    return verdict(returncode, output)
+
+
 def run_suite(suite: Path, workdir: Path, only: list[str] | None = None,
               progress: Callable[[str], None] | None = None) -> list[CaseResult]:
     """Copy the suite to a writable place and run each test there."""
@@ -65,15 +95,7 @@ def run_suite(suite: Path, workdir: Path, only: list[str] | None = None,
     for name in only or discover(workdir):
         test_dir = workdir / name
         start = time.monotonic()
-        try:
-            proc = subprocess.run(["bash", "./runtest.sh"], cwd=test_dir, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  timeout=PER_TEST_TIMEOUT, check=False)
-            out_file = test_dir / "test.out"
-            output = out_file.read_text(errors="replace") if out_file.exists() else proc.stdout
-            status, detail = verdict(proc.returncode, output)
-        except subprocess.TimeoutExpired:
-            status, detail = "fail", f"timed out after {PER_TEST_TIMEOUT}s"
+        status, detail = run_case(test_dir, env)
         result = CaseResult(name, status, round(time.monotonic() - start, 2), detail)
         results.append(result)
         if progress is not None:
