@@ -71,6 +71,8 @@ def make_parser() -> argparse.ArgumentParser:
     profile_opt(p)
     p.add_argument("--host-only", action="store_true")
     p.add_argument("--guest-only", action="store_true")
+    p.add_argument("--keyutils", action="store_true",
+                   help="run keyutils' own test suite in the guest instead of kcont's")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
 
     p = sub.add_parser("demo", help="build, boot, show the kernel and a classic upcall")
@@ -123,7 +125,8 @@ def dispatch(opts: argparse.Namespace) -> int:
         from kcont_vm.testrun import run_tests
 
         return run_tests(opts.profile, _strip_dashes(opts.pytest_args),
-                         host_only=opts.host_only, guest_only=opts.guest_only)
+                         host_only=opts.host_only, guest_only=opts.guest_only,
+                         keyutils=opts.keyutils)
     if opts.command == "demo":
         from kcont_vm.build import build
         from kcont_vm.runner import RunSpec, boot

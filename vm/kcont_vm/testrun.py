@@ -54,7 +54,7 @@ def keyutils_line(results: Path) -> str | None:
 
 
 def run_tests(profile: str, pytest_extra: list[str], host_only: bool = False,
-              guest_only: bool = False) -> int:
+              guest_only: bool = False, keyutils: bool = False) -> int:
     root = repo_root()
     out = root / RESULTS_DIR
     shutil.rmtree(out, ignore_errors=True)
@@ -81,13 +81,17 @@ def run_tests(profile: str, pytest_extra: list[str], host_only: bool = False,
         spec = RunSpec(bzimage=result.bzimage, profile=profile,
                        timeout=GUEST_SUITE_TIMEOUT, cmd=pytest_argv(
                            ["tests/guest"], run_dir / "results" / "guest.xml",
-                           [f"--timeout={GUEST_TEST_TIMEOUT}", *pytest_extra], verbose=True))
+                           [f"--timeout={GUEST_TEST_TIMEOUT}",
+                            "-m", "keyutils" if keyutils else "not keyutils", *pytest_extra],
+                           verbose=True))
         outcome = boot(spec, run_dir=run_dir)
         guest_xml = outcome.results / "guest.xml"
         guest = read_junit(guest_xml) if guest_xml.exists() else None
         lines.append(describe("guest", guest, outcome.command_rc))
         if (k := keyutils_line(outcome.results)) is not None:
             lines.append(k)
+        elif not keyutils:
+            lines.append(f"{'keyutils':10s} not run: `make keyutils` runs keyutils' own suite")
         for item in outcome.results.iterdir():
             shutil.copy(item, out / item.name)
         shutil.copy(outcome.console_log, out / "console.log")
