@@ -56,10 +56,6 @@ class Report:
     line_number: int
     text: str
 
-    @property
-    def headline(self) -> str:
-        return self.text.splitlines()[0]
-
 
 def classify(message: str) -> str | None:
     """The kind of report a printk message starts, or None."""
