@@ -123,10 +123,28 @@ def check_command(cmd: list[str]) -> None:
                            "root filesystem)", 127)
 
 
+SHIM_DIR = Path(__file__).with_name("shim")
+
+
+def lean_init_enabled(environ: dict[str, str] | os._Environ = os.environ) -> bool:
+    """The lean init (guest_tools.py) unless KCONT_FULL_INIT asks for virtme's."""
+    return environ.get("KCONT_FULL_INIT", "") in ("", "0")
+
+
 def vng_env() -> dict[str, str]:
-    """vng runs ``virtme-run`` through a shell: the venv's bin must be on PATH."""
-    bindir = str(Path(sys.executable).parent)
-    return dict(os.environ, PATH=f"{bindir}:{os.environ.get('PATH', SBIN_PATH)}")
+    """vng runs ``virtme-run`` through a shell: the venv's bin must be on PATH.
+
+    With the lean init, our ``virtme-run`` shim comes first; it imports
+    kcont_vm, hence the absolute PYTHONPATH.
+    """
+    path = [str(Path(sys.executable).parent), os.environ.get("PATH", SBIN_PATH)]
+    env = dict(os.environ)
+    if lean_init_enabled():
+        path.insert(0, str(SHIM_DIR))
+        pythonpath = [str(repo_root() / "vm"), os.environ.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = ":".join(filter(None, pythonpath))
+    env["PATH"] = ":".join(path)
+    return env
 
 
 def _copy(stream, out) -> None:

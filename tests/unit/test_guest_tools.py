@@ -1,0 +1,46 @@
+"""The lean guest init: virtme's hook still exists, the mirror is complete."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kcont_vm import guest_tools, runner
+
+
+def test_virtme_hook_the_shim_replaces_exists() -> None:
+    """The shim patches virtme.resources.find_guest_tools; a virtme-ng
+    upgrade that renames it must fail here, not as a slow boot."""
+    from virtme import resources
+    from virtme.commands import run
+
+    stock = Path(resources.find_guest_tools())
+    assert (stock / "bin" / guest_tools.INIT_NAME).is_file()
+    assert "resources.find_guest_tools()" in Path(run.__file__).read_text()
+
+
+def test_mirror_links_everything_and_compiles_init(tmp_path: Path) -> None:
+    stock = guest_tools.stock_guest_tools()
+    out = guest_tools.lean_guest_tools(tmp_path)
+    wanted = {p.name for p in stock.iterdir()} - guest_tools.SKIP - {"bin"}
+    assert wanted <= {p.name for p in out.iterdir()}
+    real = out / "bin" / f"{guest_tools.INIT_NAME}.real"
+    assert real.resolve() == (stock / "bin" / guest_tools.INIT_NAME).resolve()
+    init = out / "bin" / guest_tools.INIT_NAME
+    assert not init.is_symlink() and os.access(init, os.X_OK)
+    assert "statically linked" in subprocess.run(["file", "-L", str(init)], check=True,
+                                                 capture_output=True, text=True).stdout
+    mtime = init.stat().st_mtime_ns
+    guest_tools.lean_guest_tools(tmp_path)
+    assert init.stat().st_mtime_ns == mtime, "an unchanged init must not be recompiled"
+
+
+@pytest.mark.parametrize(("value", "lean"), [("", True), ("0", True), ("1", False)])
+def test_full_init_switch(monkeypatch: pytest.MonkeyPatch, value: str, lean: bool) -> None:
+    monkeypatch.setenv("KCONT_FULL_INIT", value)
+    path = runner.vng_env()["PATH"].split(":")
+    assert (str(runner.SHIM_DIR) in path) is lean
+    assert (runner.SHIM_DIR / "virtme-run").is_file()

@@ -1,0 +1,71 @@
+"""A copy of virtme-ng's guest tools whose init is kcont-vm's lean-init.c.
+
+virtme-ng boots ``<guest tools>/bin/virtme-ng-init`` and offers no option
+to skip its udev coldplug and systemd-tmpfiles steps, which cost ~40 s of
+every TCG boot (see lean-init.c).  So kcont-vm gives virtme a guest-tools
+directory of its own: symlinks to the real files, except that
+``bin/virtme-ng-init`` is lean-init.c, compiled here, which execs the
+real one (``bin/virtme-ng-init.real``) after trimming the boot.  The
+guest sees the host's root over 9p, so the symlinks resolve there too.
+
+``bin/virtme-run`` (this package's shim, first on vng's PATH) points
+virtme at the directory; the hook it replaces,
+``virtme.resources.find_guest_tools``, is checked by a host test against
+the pinned virtme-ng.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+LEAN_INIT = Path(__file__).with_name("lean-init.c")
+INIT_NAME = "virtme-ng-init"
+SKIP = {"__pycache__", "__init__.py"}
+
+
+def stock_guest_tools() -> Path:
+    """virtme-ng's own guest-tools directory (what virtme-run would use)."""
+    from virtme import resources
+
+    found = resources.find_guest_tools()
+    if found is None:
+        raise RuntimeError("virtme-ng's guest tools are missing: reinstall virtme-ng")
+    return Path(found)
+
+
+def _link(target: Path, link: Path) -> None:
+    if link.is_symlink() and Path(os.readlink(link)) == target:
+        return
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target)
+
+
+def lean_guest_tools(cache_root: Path, stock: Path | None = None) -> Path:
+    """Create (idempotently) and return the lean guest-tools directory."""
+    stock = stock or stock_guest_tools()
+    out = cache_root / "guest-tools"
+    (out / "bin").mkdir(parents=True, exist_ok=True)
+    for entry in stock.iterdir():
+        if entry.name in SKIP or entry.name == "bin":
+            continue
+        _link(entry, out / entry.name)
+    for entry in (stock / "bin").iterdir():
+        name = f"{INIT_NAME}.real" if entry.name == INIT_NAME else entry.name
+        _link(entry, out / "bin" / name)
+    _compile(LEAN_INIT, out / "bin" / INIT_NAME)
+    return out
+
+
+def _compile(source: Path, binary: Path) -> None:
+    """Static, so that the guest's PID 1 needs no dynamic loader over 9p."""
+    if binary.is_symlink():
+        binary.unlink()
+    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+        return
+    tmp = binary.with_suffix(".tmp")
+    subprocess.run(["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", str(tmp), str(source)],
+                   check=True)
+    tmp.replace(binary)
