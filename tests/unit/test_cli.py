@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kcont_vm import cli, runner
+from kcont_vm import cli, runner, testrun
+from kcont_vm.cli import KEYUTILS_MODES, make_parser
 from kcont_vm.errors import EXIT_USAGE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,3 +68,11 @@ def test_guest_command_wraps_cmd(tmp_path: Path) -> None:
     assert argv[0] == "env" and argv[-2:] == ["keyctl", "show"]
     assert "--no-kmemleak" in argv and f"KCONT_RESULTS={tmp_path}" in argv
     assert runner.GUEST_WRAPPER.exists()
+
+
+@pytest.mark.parametrize(("args", "mode"), [([], "include"), (["--keyutils", "only"], "only"),
+                                            (["--keyutils", "skip"], "skip")])
+def test_keyutils_modes(args: list[str], mode: str) -> None:
+    """make check includes keyutils' suite by default; only/skip are explicit."""
+    assert make_parser().parse_args(["test", *args]).keyutils == mode
+    assert set(testrun.KEYUTILS_MARKERS) == set(KEYUTILS_MODES)

@@ -139,7 +139,7 @@ def build(profile: str, force: bool = False, cache: Cache | None = None, log=pri
     bzimage = cache.bzimage(profile)
     if not force and stamp.get("key") == key and bzimage.exists():
         log(f"kernel {profile} is up to date ({key}): {bzimage}")
-        install_headers(cache.src, build_dir, cache, key, log)
+        install_headers(cache.src, build_dir, cache, log)
         return BuildResult(profile, key, bzimage, False, 0.0, 0)
     series = load_series(repo_root() / "kernel" / "patches")
     src = prepare_src(cache, series, log)
@@ -159,16 +159,23 @@ def build(profile: str, force: bool = False, cache: Cache | None = None, log=pri
         {"key": key, "profile": profile, "seconds": round(seconds, 1), "objects": total,
          "compiled": objects, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
     log(f"kernel {profile} built in {seconds:.0f}s ({objects} objects compiled): {bzimage}")
-    install_headers(src, build_dir, cache, key, log)
+    install_headers(src, build_dir, cache, log)
     return BuildResult(profile, key, bzimage, True, seconds, objects)
 
 
-def install_headers(src: Path, build_dir: Path, cache: Cache, key: str, log=print) -> Path:
+def headers_key() -> str:
+    """Source and series only: uapi headers depend on neither config nor profile."""
+    series = load_series(repo_root() / "kernel" / "patches")
+    return build_key(source_id(), series.patches, [], "uapi-headers")
+
+
+def install_headers(src: Path, build_dir: Path, cache: Cache, log=print) -> Path:
     """The series' uapi headers for the binding, then the binding itself.
 
-    Headers do not depend on the profile; they are reinstalled when the
-    build key they came from changes.
+    Reinstalled only when the source or the series changes, so switching
+    between profiles neither reinstalls them nor recompiles the binding.
     """
+    key = headers_key()
     target = cache.root / "headers"
     stamp = target / "kcont-key"
     if not (stamp.exists() and stamp.read_text() == key):

@@ -14,6 +14,8 @@ from pathlib import Path
 from kcont_vm.errors import EXIT_USAGE, KcontVmError
 from kcont_vm.paths import DEFAULT_PROFILE, PROFILES
 
+KEYUTILS_MODES = ("include", "only", "skip")
+
 EPILOG = """\
 examples:
   kcont-vm setup                    install packages, venv, keyutils source
@@ -71,8 +73,10 @@ def make_parser() -> argparse.ArgumentParser:
     profile_opt(p)
     p.add_argument("--host-only", action="store_true")
     p.add_argument("--guest-only", action="store_true")
-    p.add_argument("--keyutils", action="store_true",
-                   help="run keyutils' own test suite in the guest instead of kcont's")
+    p.add_argument("--keyutils", choices=KEYUTILS_MODES, default="include",
+                   help="keyutils' own suite in the same boot: include (default, what "
+                        "`make check` runs), only (`make keyutils`), or skip (a quicker "
+                        "edit-test loop; the summary says it was skipped)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
 
     p = sub.add_parser("demo", help="build, boot, show the kernel and a classic upcall")

@@ -33,7 +33,12 @@ from kcont_vm.errors import (
 from kcont_vm.paths import Cache, repo_root
 
 KEEP_RUNS = 30
-GUEST_APPEND = ("printk.devkmsg=on",)
+# rootflags: virtme-ng's own 9p root options (the kernel takes the last
+# rootflags=, and ours comes after vng's) plus cache=loose.  The guest's
+# root is the host's, which does not change during a run; caching it halves
+# Python's start-up in the debug guest (13.6 s to 7.1 s measured).
+ROOT_9P_FLAGS = "version=9p2000.L,trans=virtio,access=any,msize=524288,cache=loose"
+GUEST_APPEND = ("printk.devkmsg=on", f"rootflags={ROOT_9P_FLAGS}")
 GUEST_WRAPPER = Path(__file__).with_name("guest-run.sh")
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
