@@ -17,6 +17,9 @@ static const int WATCH_TYPE_KEY_NOTIFY;
 static const int WATCH_INFO_LENGTH;
 static const int WATCH_INFO_ID;
 static const int WATCH_INFO_TYPE_INFO;
+static const int WATCH_INFO_ID__SHIFT;
+static const int WATCH_META_REMOVAL_NOTIFICATION;
+static const int WATCH_META_LOSS_NOTIFICATION;
 static const int NOTIFY_KEY_INSTANTIATED;
 static const int NOTIFY_KEY_UPDATED;
 static const int NOTIFY_KEY_LINKED;
@@ -32,6 +35,19 @@ struct watch_notification {
     uint32_t info;
 };
 
+struct watch_notification_type_filter {
+    uint32_t type;
+    uint32_t info_filter;
+    uint32_t info_mask;
+    uint32_t subtype_filter[8];
+};
+
+struct watch_notification_filter {
+    uint32_t nr_filters;
+    uint32_t __reserved;
+    struct watch_notification_type_filter filters[];
+};
+
 struct key_notification {
     struct watch_notification watch;
     uint32_t key_id;
@@ -42,6 +58,7 @@ struct key_notification {
 FUNCTIONS = """
 int kcont_notification_pipe(int fds[2], int flags);
 int kcont_watch_queue_set_size(int fd, unsigned long slots);
+int kcont_watch_queue_set_filter(int fd, struct watch_notification_filter *filter);
 """
 
 CUSTOMIZATIONS = """
@@ -53,5 +70,10 @@ static int kcont_notification_pipe(int fds[2], int flags)
 static int kcont_watch_queue_set_size(int fd, unsigned long slots)
 {
     return ioctl(fd, IOC_WATCH_QUEUE_SET_SIZE, slots);
+}
+
+static int kcont_watch_queue_set_filter(int fd, struct watch_notification_filter *filter)
+{
+    return ioctl(fd, IOC_WATCH_QUEUE_SET_FILTER, filter);
 }
 """
