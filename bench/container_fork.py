@@ -17,10 +17,7 @@ import os
 import statistics
 import time
 
-from kcont import _binding
-from kcont.container import fork_into
-
-CLOEXEC = 0x200
+from kcont.container import Flag, create_raw, fork_into
 
 
 def plain_fork() -> None:
@@ -31,8 +28,7 @@ def plain_fork() -> None:
 
 
 def container_fork() -> None:
-    fd = _binding.check("container_create",
-                        _binding.lib.kcont_container_create(b"bench", CLOEXEC, 0, 0, 0))
+    fd = create_raw("bench", Flag.FD_CLOEXEC)
     pid = fork_into(fd)
     if pid == 0:
         os._exit(0)

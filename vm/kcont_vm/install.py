@@ -105,12 +105,16 @@ def _digest(paths: list[Path]) -> str:
 
 
 def project_requirements(root: Path) -> list[str]:
-    """Dependencies and test extras from pyproject.toml (the project itself is
-    installed later, by ``kcont-vm build``, once the kernel's headers exist)."""
+    """Dependencies and every extra (test, bench) from pyproject.toml.
+
+    The project itself is installed later, by ``kcont-vm build``, once the
+    kernel's headers exist.
+    """
     import tomllib
 
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
-    return [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    extras = project["optional-dependencies"]
+    return [*project["dependencies"], *(req for name in sorted(extras) for req in extras[name])]
 
 
 def _pip(python: Path, args: list[str], what: str) -> None:

@@ -1,0 +1,81 @@
+"""Plots for docs/ from the JSON the benchmarks and `make check` leave behind.
+
+USAGE: .venv/bin/python bench/plots.py
+
+- bench/results/boot_phases.json -> docs/img/boot-phases.svg
+- test-results/keyutils.json     -> docs/img/keyutils-times.svg
+A missing input is reported and its plot left as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("svg")
+import matplotlib.pyplot as plt
+
+ROOT = Path(__file__).resolve().parents[1]
+IMG = ROOT / "docs" / "img"
+PHASES = ["kernel boot", "systemd-tmpfiles", "rest of init (udev)",
+          "command + kmemleak scan", "host (QEMU start/exit)"]
+
+
+def boot_phases(src: Path, out: Path) -> None:
+    data = json.loads(src.read_text())
+    labels, rows = [], []
+    for profile, inits in data.items():
+        for init in ("stock", "lean"):
+            runs = inits.get(init, [])
+            if runs:
+                labels.append(f"{profile}, {init} init")
+                rows.append([statistics.median(r[p] for r in runs) for p in PHASES])
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(labels) + 1.5))
+    left = [0.0] * len(rows)
+    for i, phase in enumerate(PHASES):
+        widths = [r[i] for r in rows]
+        ax.barh(labels, widths, left=left, label=phase)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    for y, total in enumerate(left):
+        ax.text(total + 0.5, y, f"{total:.0f} s", va="center")
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds, `kcont-vm run -- true` (TCG, 2 vCPU)")
+    ax.legend(loc="lower right", fontsize="small")
+    ax.set_title("Where a guest boot goes")
+    fig.tight_layout()
+    fig.savefig(out)
+
+
+def keyutils_times(src: Path, out: Path) -> None:
+    cases = sorted(json.loads(src.read_text()), key=lambda c: c["seconds"], reverse=True)
+    colours = {"pass": "tab:green", "fail": "tab:red", "skip": "tab:grey"}
+    fig, ax = plt.subplots(figsize=(8, 0.16 * len(cases) + 1.5))
+    ax.barh([c["name"] for c in cases], [c["seconds"] for c in cases],
+            color=[colours[c["status"]] for c in cases])
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=6)
+    ax.set_xlabel("seconds per test in the guest (green pass, red fail, grey skip)")
+    ax.set_title(f"keyutils' suite, {len(cases)} tests, "
+                 f"{sum(c['seconds'] for c in cases) / 60:.0f} min in all")
+    fig.tight_layout()
+    fig.savefig(out)
+
+
+def main() -> int:
+    IMG.mkdir(parents=True, exist_ok=True)
+    jobs = [(boot_phases, ROOT / "bench/results/boot_phases.json", IMG / "boot-phases.svg"),
+            (keyutils_times, ROOT / "test-results/keyutils.json", IMG / "keyutils-times.svg")]
+    for plot, src, out in jobs:
+        if not src.exists():
+            print(f"skipped {out.name}: {src} not found")
+            continue
+        plot(src, out)
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
