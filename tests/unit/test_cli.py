@@ -76,3 +76,17 @@ def test_keyutils_modes(args: list[str], mode: str) -> None:
     """make check includes keyutils' suite by default; only/skip are explicit."""
     assert make_parser().parse_args(["test", *args]).keyutils == mode
     assert set(testrun.KEYUTILS_MARKERS) == set(KEYUTILS_MODES)
+
+
+@pytest.mark.parametrize(("mode", "kprofile", "expected"), [
+    ("include", "perf", [("guest", "debug", "not keyutils"), ("keyutils", "perf", "keyutils")]),
+    ("include", "debug", [("guest", "debug", None)]),
+    ("only", "perf", [("keyutils", "perf", "keyutils")]),
+    ("skip", "perf", [("guest", "debug", "not keyutils")]),
+])
+def test_guest_stages(mode: str, kprofile: str, expected: list) -> None:
+    """One boot per kernel profile; keyutils' suite is never dropped silently."""
+    stages = testrun.guest_stages("debug", mode, kprofile)
+    got = [(s.name, s.profile, s.markers[1] if s.markers else None) for s in stages]
+    assert got == expected
+    assert any(s.report_keyutils for s in stages) == (mode != "skip")

@@ -77,6 +77,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="keyutils' own suite in the same boot: include (default, what "
                         "`make check` runs), only (`make keyutils`), or skip (a quicker "
                         "edit-test loop; the summary says it was skipped)")
+    p.add_argument("--keyutils-profile", choices=PROFILES, default="perf",
+                   help="kernel for keyutils' suite (default %(default)s: under TCG it "
+                        "takes over an hour on the debug kernel, minutes on perf)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
 
     p = sub.add_parser("demo", help="build, boot, show the kernel and a classic upcall")
@@ -130,7 +133,7 @@ def dispatch(opts: argparse.Namespace) -> int:
 
         return run_tests(opts.profile, _strip_dashes(opts.pytest_args),
                          host_only=opts.host_only, guest_only=opts.guest_only,
-                         keyutils=opts.keyutils)
+                         keyutils=opts.keyutils, keyutils_profile=opts.keyutils_profile)
     if opts.command == "demo":
         from kcont_vm.build import build
         from kcont_vm.runner import RunSpec, boot

@@ -1,4 +1,4 @@
-"""``kcont-vm test``: host tests, then every guest test in one boot, then a verdict.
+"""``kcont-vm test``: host tests, then the guest suites (one boot each), then a verdict.
 
 Failing conditions, each with its own exit code (errors.EXIT_*): a failed
 or erroring test, a guest test that skipped (a guest test that cannot run
@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from kcont_vm.build import build
@@ -54,18 +55,91 @@ def keyutils_line(results: Path) -> str | None:
             f"of {len(cases)} (known failures: see tests/guest/keyutils-known-failures.txt)")
 
 
+@dataclass
+class GuestStage:
+    """One boot of the guest suite: which tests, on which kernel, named how."""
+
+    name: str
+    profile: str
+    markers: list[str]
+    report_keyutils: bool
+
+
+def guest_stages(profile: str, keyutils: str, keyutils_profile: str) -> list[GuestStage]:
+    """kcont's own tests on ``profile`` (debug: KASAN, lockdep, kmemleak),
+    keyutils' suite on ``keyutils_profile``.
+
+    keyutils' 83 shell tests fork tens of thousands of processes; under TCG
+    with KASAN and lockdep that is well over an hour, so by default the
+    suite runs on the perf kernel (the same series without sanitizers),
+    where it takes minutes.  One profile for both means one boot.
+    """
+    if keyutils == "only":
+        return [GuestStage("keyutils", keyutils_profile, KEYUTILS_MARKERS["only"], True)]
+    if keyutils == "skip" or keyutils_profile == profile:
+        return [GuestStage("guest", profile, KEYUTILS_MARKERS[keyutils], keyutils != "skip")]
+    return [GuestStage("guest", profile, KEYUTILS_MARKERS["skip"], False),
+            GuestStage("keyutils", keyutils_profile, KEYUTILS_MARKERS["only"], True)]
+
+
+def run_guest_stage(stage: GuestStage, pytest_extra: list[str], out: Path) -> tuple[int, list[str]]:
+    """Boot once, run the stage's tests, judge the boot; (verdict, summary lines)."""
+    result = build(stage.profile)
+    print(f"== {stage.name} tests ({stage.profile} kernel, one boot) ==", flush=True)
+    start = time.monotonic()
+    run_dir = new_run_dir(Cache.default())
+    junit_name = f"{stage.name}.xml"
+    spec = RunSpec(bzimage=result.bzimage, profile=stage.profile,
+                   timeout=GUEST_SUITE_TIMEOUT, cmd=pytest_argv(
+                       ["tests/guest"], run_dir / "results" / junit_name,
+                       [f"--timeout={GUEST_TEST_TIMEOUT}", *stage.markers, *pytest_extra],
+                       verbose=True))
+    outcome = boot(spec, run_dir=run_dir)
+    junit = outcome.results / junit_name
+    counts = read_junit(junit) if junit.exists() else None
+    lines = [describe(stage.name, counts, outcome.command_rc)]
+    if stage.report_keyutils:
+        k = keyutils_line(outcome.results)
+        lines.append(k or f"{'keyutils':10s} not run (deselected or never reached): "
+                          "not a full check")
+    for item in outcome.results.iterdir():
+        if item.name != "guest-rc":
+            shutil.copy(item, out / item.name)
+    console = out / f"console-{stage.name}.log"
+    shutil.copy(outcome.console_log, console)
+    lines.append(f"{'boot':10s} {time.monotonic() - start:.0f}s in the {stage.profile} guest; "
+                 f"console: {console}")
+    verdict = EXIT_OK
+    if outcome.reports:
+        verdict = EXIT_KERNEL_REPORT
+        lines.append(f"{'kernel':10s} {len(outcome.reports)} report(s): "
+                     + ", ".join(sorted({r.kind for r in outcome.reports})))
+    elif outcome.command_rc is None:
+        verdict = EXIT_GUEST_DIED
+        lines.append(f"{'guest':10s} died before reporting a result")
+    elif outcome.command_rc != 0 or counts is None or counts.tests == 0:
+        verdict = EXIT_TESTS_FAILED
+    elif counts.skipped:
+        verdict = EXIT_TESTS_FAILED
+        lines.append(f"{stage.name:10s} skipped tests count as failures: "
+                     + ", ".join(counts.skipped_names))
+    if counts is not None and counts.failed_names:
+        lines.append("failed: " + ", ".join(counts.failed_names))
+    return verdict, lines
+
+
 def run_tests(profile: str, pytest_extra: list[str], host_only: bool = False,
-              guest_only: bool = False, keyutils: str = "include") -> int:
+              guest_only: bool = False, keyutils: str = "include",
+              keyutils_profile: str = "perf") -> int:
     root = repo_root()
     out = root / RESULTS_DIR
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     lines: list[str] = []
     verdict = EXIT_OK
-    host: SuiteCounts | None = None
     # The kernel first (a no-op when cached): it installs the uapi headers
     # and the CFFI binding that host tests of the binding import.
-    result = build(profile)
+    build(profile)
     if not guest_only:
         print("== host tests ==", flush=True)
         junit = out / "host.xml"
@@ -75,47 +149,15 @@ def run_tests(profile: str, pytest_extra: list[str], host_only: bool = False,
         lines.append(describe("host", host, rc))
         if rc != 0 or host is None or host.tests == 0:
             verdict = EXIT_TESTS_FAILED
+        if host is not None and host.failed_names:
+            lines.append("host failed: " + ", ".join(host.failed_names))
     if not host_only and verdict == EXIT_OK:
-        print(f"== guest tests ({profile} kernel, one boot) ==", flush=True)
-        start = time.monotonic()
-        run_dir = new_run_dir(Cache.default())
-        spec = RunSpec(bzimage=result.bzimage, profile=profile,
-                       timeout=GUEST_SUITE_TIMEOUT, cmd=pytest_argv(
-                           ["tests/guest"], run_dir / "results" / "guest.xml",
-                           [f"--timeout={GUEST_TEST_TIMEOUT}",
-                            *KEYUTILS_MARKERS[keyutils], *pytest_extra],
-                           verbose=True))
-        outcome = boot(spec, run_dir=run_dir)
-        guest_xml = outcome.results / "guest.xml"
-        guest = read_junit(guest_xml) if guest_xml.exists() else None
-        lines.append(describe("guest", guest, outcome.command_rc))
-        if (k := keyutils_line(outcome.results)) is not None:
-            lines.append(k)
-        else:
-            why = "--keyutils skip" if keyutils == "skip" else "deselected or never reached"
-            lines.append(f"{'keyutils':10s} not run ({why}): not a full check")
-        for item in outcome.results.iterdir():
-            shutil.copy(item, out / item.name)
-        shutil.copy(outcome.console_log, out / "console.log")
-        lines.append(f"{'boot':10s} {time.monotonic() - start:.0f}s in the guest; "
-                     f"console: {out / 'console.log'}")
-        if outcome.reports:
-            verdict = EXIT_KERNEL_REPORT
-            lines.append(f"{'kernel':10s} {len(outcome.reports)} report(s): "
-                         + ", ".join(sorted({r.kind for r in outcome.reports})))
-        elif outcome.command_rc is None:
-            verdict = EXIT_GUEST_DIED
-            lines.append(f"{'guest':10s} died before reporting a result")
-        elif outcome.command_rc != 0 or guest is None or guest.tests == 0:
-            verdict = EXIT_TESTS_FAILED
-        elif guest.skipped:
-            verdict = EXIT_TESTS_FAILED
-            lines.append(f"{'guest':10s} skipped tests count as failures: "
-                         + ", ".join(guest.skipped_names))
-        if guest is not None and guest.failed_names:
-            lines.append("failed: " + ", ".join(guest.failed_names))
-    if host is not None and host.failed_names:
-        lines.append("host failed: " + ", ".join(host.failed_names))
+        for stage in guest_stages(profile, keyutils, keyutils_profile):
+            stage_verdict, stage_lines = run_guest_stage(stage, pytest_extra, out)
+            lines += stage_lines
+            # The most severe verdict wins: a kernel report over a failed test.
+            if stage_verdict != EXIT_OK and verdict in (EXIT_OK, EXIT_TESTS_FAILED):
+                verdict = stage_verdict
     status = "PASS" if verdict == EXIT_OK else f"FAIL (exit {verdict})"
     summary = "\n".join(["== kcont-vm test summary ==", *lines, f"result: {status}",
                          f"JUnit XML and logs: {out}"])
