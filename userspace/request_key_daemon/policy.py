@@ -1,0 +1,179 @@
+"""Admission policy: which upcalls the daemon may serve at all.
+
+The idea is Kata's agent policy (seed 002): the process that acts on a
+container's behalf checks every request against a policy before any
+handler runs, so a compromised or careless config file cannot make it
+serve what the operator never meant to allow.  Here the requests are
+upcalls, and the inputs are what the kernel tells the daemon about one:
+op, key type, description, the requester's uid, the requester's comm and
+its container.
+
+A policy is a TOML file::
+
+    default = "deny"            # or "allow"; what no rule decides
+
+    [[rule]]
+    action = "allow"            # or "deny"
+    op = "create"               # each field optional; shell-style patterns
+    type = "dns_resolver"
+    description = "*.example.com"
+    uid = [0, 1000]             # a list of uids, or one
+    comm = "curl*"
+    container = "web"           # a container name pattern, or its id
+    reason = "the web tier resolves its own names"
+
+Rules are tried in order; the first whose every given field matches
+decides.  Changing the policy is itself checked: the current policy must
+allow op ``policy-update``, type ``kcont-policy``, description the new
+file's path, for the uid asking.
+
+Every decision can be written as a JSON line with its full inputs, so
+that ``request-key-daemon --check-policy FILE INPUTS`` replays it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ACTIONS = ("allow", "deny")
+FIELDS = ("op", "type", "description", "uid", "comm", "container")
+POLICY_UPDATE_OP = "policy-update"
+POLICY_UPDATE_TYPE = "kcont-policy"
+
+
+class PolicyError(ValueError):
+    """The policy file is malformed; the message names the file and the rule."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a decision depends on, and nothing else (so it replays)."""
+
+    op: str
+    type: str
+    description: str
+    uid: int
+    comm: str
+    container_id: int
+    container_name: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    action: str
+    reason: str
+    op: str | None = None
+    type: str | None = None
+    description: str | None = None
+    uid: tuple[int, ...] | None = None
+    comm: str | None = None
+    container: str | None = None
+
+    def matches(self, inputs: Inputs) -> bool:
+        def glob(pattern: str | None, value: str) -> bool:
+            return pattern is None or fnmatch.fnmatchcase(value, pattern)
+
+        if self.uid is not None and inputs.uid not in self.uid:
+            return False
+        container_ok = self.container is None or self.container == str(inputs.container_id) \
+            or fnmatch.fnmatchcase(inputs.container_name, self.container)
+        return (container_ok and glob(self.op, inputs.op) and glob(self.type, inputs.type)
+                and glob(self.description, inputs.description)
+                and glob(self.comm, inputs.comm))
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    rule: int | None  # index in the file, None for the default
+    reason: str
+
+    def to_json(self, inputs: Inputs) -> str:
+        return json.dumps({"inputs": asdict(inputs), "decision": asdict(self)}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Policy:
+    default_allow: bool
+    rules: tuple[Rule, ...]
+    source: str = "<built-in>"
+
+    @classmethod
+    def allow_all(cls) -> Policy:
+        """What the daemon does without --policy: keyutils' behaviour."""
+        return cls(True, (), "<no policy: allow all>")
+
+    @classmethod
+    def load(cls, path: Path) -> Policy:
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise PolicyError(f"{path}: {err}") from None
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str) -> Policy:
+        unknown = set(data) - {"default", "rule"}
+        if unknown:
+            raise PolicyError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
+        default = data.get("default", "deny")
+        if default not in ACTIONS:
+            raise PolicyError(f"{source}: default must be allow or deny, not {default!r}")
+        rules = tuple(_rule(raw, f"{source}: rule {i + 1}")
+                      for i, raw in enumerate(data.get("rule", [])))
+        return cls(default == "allow", rules, source)
+
+    def decide(self, inputs: Inputs) -> Decision:
+        for index, rule in enumerate(self.rules):
+            if rule.matches(inputs):
+                return Decision(rule.action == "allow", index, rule.reason)
+        word = "allow" if self.default_allow else "deny"
+        return Decision(self.default_allow, None, f"no rule matched: default {word}")
+
+    def check_update(self, new_source: str, uid: int, comm: str, container_id: int,
+                     container_name: str) -> Decision:
+        """May ``uid`` replace this policy with the one at ``new_source``?"""
+        return self.decide(Inputs(POLICY_UPDATE_OP, POLICY_UPDATE_TYPE, new_source, uid,
+                                  comm, container_id, container_name))
+
+
+def _rule(raw: Any, where: str) -> Rule:
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where}: must be a table")
+    unknown = set(raw) - {"action", "reason", *FIELDS}
+    if unknown:
+        raise PolicyError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    action = raw.get("action")
+    if action not in ACTIONS:
+        raise PolicyError(f"{where}: action must be allow or deny, not {action!r}")
+    uid = raw.get("uid")
+    if uid is not None:
+        uids = uid if isinstance(uid, list) else [uid]
+        if not all(isinstance(u, int) and not isinstance(u, bool) and u >= 0 for u in uids):
+            raise PolicyError(f"{where}: uid must be a uid or a list of uids")
+        uid = tuple(uids)
+    strings = {}
+    for name in ("op", "type", "description", "comm", "container"):
+        value = raw.get(name)
+        if value is not None and not isinstance(value, str | int):
+            raise PolicyError(f"{where}: {name} must be a string")
+        strings[name] = None if value is None else str(value)
+    reason = raw.get("reason") or f"{where.rsplit(': ', 1)[-1]} ({action})"
+    return Rule(action=action, reason=str(reason), uid=uid, **strings)
+
+
+def replay(policy: Policy, lines: list[str]) -> list[tuple[Inputs, Decision, Decision]]:
+    """(inputs, recorded decision, decision now) for each JSON line."""
+    out = []
+    for line in lines:
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        inputs = Inputs(**record["inputs"])
+        out.append((inputs, Decision(**record["decision"]), policy.decide(inputs)))
+    return out
