@@ -132,7 +132,8 @@ class WatchQueue:
         check("keyctl_watch_key", lib.keyctl_watch_key(key, self.fd, watch_id))
 
     def unwatch(self, key: int) -> None:
-        check("keyctl_watch_key", lib.keyctl_watch_key(key, -1, 0))
+        """Stop queueing changes of ``key`` (the kernel takes watch id -1 as "remove")."""
+        check("keyctl_watch_key", lib.keyctl_watch_key(key, self.fd, -1))
 
     def read(self) -> list[Event]:
         """Block for at least one record; return what one read brought."""
