@@ -7,7 +7,7 @@ the cached builds are neither used nor disturbed.  The incremental figure
 touches one file in security/keys of the build tree and re-runs make in
 the cached build directory.  `kcont-vm run -- true` is timed end to end,
 as a user sees it, for each profile in the same run.  Results go to
-bench/results/harness.json and docs/harness-bench.md.
+bench/results/harness.json; docs/harness-bench.md quotes them.
 """
 
 from __future__ import annotations
