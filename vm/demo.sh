@@ -5,6 +5,13 @@
 # /etc/request-key.conf line for "user debug:*" keys.
 set -euo pipefail
 
+# A session keyring of our own, as keyutils' tests use: the guest's default
+# session is the user-session keyring, where the helper cannot link the key.
+if [ -z "${KCONT_DEMO_SESSION:-}" ]; then
+    export KCONT_DEMO_SESSION=1
+    exec keyctl session kcont-demo bash "$0" "$@"
+fi
+
 echo "== kernel =="
 uname -a
 echo
