@@ -44,3 +44,8 @@ def test_full_init_switch(monkeypatch: pytest.MonkeyPatch, value: str, lean: boo
     path = runner.vng_env()["PATH"].split(":")
     assert (str(runner.SHIM_DIR) in path) is lean
     assert (runner.SHIM_DIR / "virtme-run").is_file()
+
+
+def test_guest_boots_with_4_level_paging() -> None:
+    """no5lvl: the LA57 early-IRQ KASAN false report (runner.py) cannot recur."""
+    assert "no5lvl" in runner.GUEST_APPEND

@@ -17,7 +17,7 @@ EXPECTED_KIND = {
     "bad-hung-task.log": "hung-task", "bad-oops.log": "bug", "bad-gpf.log": "oops",
     "bad-panic.log": "panic", "bad-soft-lockup.log": "soft-lockup",
     "bad-atomic-sleep.log": "atomic-sleep", "bad-recursive-lock.log": "lockdep",
-    "bad-suspicious-rcu.log": "lockdep",
+    "bad-suspicious-rcu.log": "lockdep", "bad-kasan-la57-early-irq.log": "kasan",
 }
 
 
