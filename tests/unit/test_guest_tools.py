@@ -49,3 +49,16 @@ def test_full_init_switch(monkeypatch: pytest.MonkeyPatch, value: str, lean: boo
 def test_guest_boots_with_4_level_paging() -> None:
     """no5lvl: the LA57 early-IRQ KASAN false report (runner.py) cannot recur."""
     assert "no5lvl" in runner.GUEST_APPEND
+
+
+def test_init_is_rebuilt_when_its_source_changes(tmp_path: Path) -> None:
+    source = tmp_path / "init.c"
+    source.write_text("int main(void) { return 0; }\n")
+    binary = tmp_path / "init"
+    guest_tools._compile(source, binary)
+    first = binary.read_bytes()
+    os.utime(source, (0, 0))  # older than the binary: mtime alone would skip it
+    source.write_text("int main(void) { return 1; }\n")
+    os.utime(source, (0, 0))
+    guest_tools._compile(source, binary)
+    assert binary.read_bytes() != first

@@ -16,6 +16,7 @@ the pinned virtme-ng.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -60,12 +61,19 @@ def lean_guest_tools(cache_root: Path, stock: Path | None = None) -> Path:
 
 
 def _compile(source: Path, binary: Path) -> None:
-    """Static, so that the guest's PID 1 needs no dynamic loader over 9p."""
+    """Static, so that the guest's PID 1 needs no dynamic loader over 9p.
+
+    Keyed by the source's digest, not its mtime: checkouts of different
+    versions share one cache.
+    """
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    stamp = binary.with_name(binary.name + ".sha256")
     if binary.is_symlink():
         binary.unlink()
-    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+    if binary.exists() and stamp.exists() and stamp.read_text() == digest:
         return
     tmp = binary.with_suffix(".tmp")
     subprocess.run(["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", str(tmp), str(source)],
                    check=True)
     tmp.replace(binary)
+    stamp.write_text(digest)
