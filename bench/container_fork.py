@@ -3,6 +3,7 @@
 USAGE (in the guest): python bench/container_fork.py [--iterations N] [--json FILE]
 From the host:        .venv/bin/kcont-vm run --profile perf --no-kmemleak -- \\
                           .venv/bin/python bench/container_fork.py
+                      (the JSON lands in $KCONT_CACHE/runs/<run>/results/)
 
 Both loops run in the same guest, interleaved in rounds so drift and noise
 hit both alike; the result is reported as a ratio (the machines are
@@ -36,6 +37,11 @@ def container_fork() -> None:
     os.close(fd)
 
 
+def default_json() -> str | None:
+    results = os.environ.get("KCONT_RESULTS")
+    return os.path.join(results, "container_fork.json") if results else None
+
+
 def per_call(fn, n: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
@@ -47,7 +53,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=200, help="per round")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--json", help="write the result here too")
+    parser.add_argument("--json", default=default_json(),
+                        help="write the result here too (default: container_fork.json in the "
+                             "run's results directory, which kcont-vm brings back to the host)")
     opts = parser.parse_args()
     plain, contained = [], []
     for _ in range(opts.rounds):
