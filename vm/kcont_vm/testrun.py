@@ -156,6 +156,8 @@ def run_tests(profile: str, pytest_extra: list[str], host_only: bool = False,
         if host is not None and host.failed_names:
             lines.append("host failed: " + ", ".join(host.failed_names))
     if not host_only and verdict == EXIT_OK:
+        if keyutils == "skip":
+            lines.append(f"{'keyutils':10s} not run (--keyutils skip): not a full check")
         for stage in guest_stages(profile, keyutils, keyutils_profile):
             stage_verdict, stage_lines = run_guest_stage(stage, pytest_extra, out)
             lines += stage_lines
