@@ -39,6 +39,9 @@ class KeyChange(enum.IntEnum):
     SETATTR = lib.NOTIFY_KEY_SETATTR
 
 
+KEY_CHANGES = frozenset(change.value for change in KeyChange)
+
+
 @dataclass(frozen=True)
 class KeyEvent:
     """A watched key changed.  ``aux`` is the linked/unlinked key's serial."""
@@ -80,13 +83,9 @@ def parse(buf: bytes) -> list[Event]:
             break
         watch_id = (info & lib.WATCH_INFO_ID) >> lib.WATCH_INFO_ID__SHIFT
         if wtype == lib.WATCH_TYPE_KEY_NOTIFY and length >= HEADER.size + KEY_BODY.size:
-            key, aux = KEY_BODY.unpack_from(buf, offset + HEADER.size)
-            try:
-                change = KeyChange(subtype)
-            except ValueError:
-                change = None
-            if change is not None:
-                events.append(KeyEvent(change, key, aux, watch_id))
+            if subtype in KEY_CHANGES:
+                key, aux = KEY_BODY.unpack_from(buf, offset + HEADER.size)
+                events.append(KeyEvent(KeyChange(subtype), key, aux, watch_id))
         elif wtype == lib.WATCH_TYPE_META:
             if subtype == lib.WATCH_META_LOSS_NOTIFICATION:
                 events.append(QueueLost())

@@ -84,14 +84,14 @@ def guest_stages(profile: str, keyutils: str, keyutils_profile: str) -> list[Gue
             GuestStage("keyutils", keyutils_profile, KEYUTILS_MARKERS["only"], True)]
 
 
-def run_guest_stage(stage: GuestStage, pytest_extra: list[str], out: Path) -> tuple[int, list[str]]:
+def run_guest_stage(stage: GuestStage, bzimage: Path, pytest_extra: list[str],
+                    out: Path) -> tuple[int, list[str]]:
     """Boot once, run the stage's tests, judge the boot; (verdict, summary lines)."""
-    result = build(stage.profile)
     print(f"== {stage.name} tests ({stage.profile} kernel, one boot) ==", flush=True)
     start = time.monotonic()
     run_dir = new_run_dir(Cache.default())
     junit_name = f"{stage.name}.xml"
-    spec = RunSpec(bzimage=result.bzimage, profile=stage.profile,
+    spec = RunSpec(bzimage=bzimage, profile=stage.profile,
                    timeout=GUEST_SUITE_TIMEOUT, cmd=pytest_argv(
                        ["tests/guest"], run_dir / "results" / junit_name,
                        [f"--timeout={GUEST_TEST_TIMEOUT}", *stage.markers, *pytest_extra],
@@ -143,7 +143,7 @@ def run_tests(profile: str, pytest_extra: list[str], host_only: bool = False,
     verdict = EXIT_OK
     # The kernel first (a no-op when cached): it installs the uapi headers
     # and the CFFI binding that host tests of the binding import.
-    build(profile)
+    images = {profile: build(profile).bzimage}
     if not guest_only:
         print("== host tests ==", flush=True)
         junit = out / "host.xml"
@@ -159,7 +159,10 @@ def run_tests(profile: str, pytest_extra: list[str], host_only: bool = False,
         if keyutils == "skip":
             lines.append(f"{'keyutils':10s} not run (--keyutils skip): not a full check")
         for stage in guest_stages(profile, keyutils, keyutils_profile):
-            stage_verdict, stage_lines = run_guest_stage(stage, pytest_extra, out)
+            if stage.profile not in images:
+                images[stage.profile] = build(stage.profile).bzimage
+            stage_verdict, stage_lines = run_guest_stage(stage, images[stage.profile],
+                                                         pytest_extra, out)
             lines += stage_lines
             # The most severe verdict wins: a kernel report over a failed test.
             if stage_verdict != EXIT_OK and verdict in (EXIT_OK, EXIT_TESTS_FAILED):
