@@ -2,4 +2,5 @@
 
 from setuptools import setup
 
-setup(cffi_modules=["kcont/_cffi_src/build.py:ffibuilder"])
+setup(cffi_modules=["kcont/_cffi_src/build.py:ffibuilder",
+                     "kcont/_cffi_src/build.py:keyctl_ffibuilder"])

@@ -9,8 +9,10 @@ Every failure raises the OSError subclass Python picks for the errno
 from __future__ import annotations
 
 from kcont._kcont import ffi, lib
+from kcont._keyctl import ffi as keyctl_ffi
+from kcont._keyctl import lib as keyctl_lib
 
-__all__ = ["check", "ffi", "lib", "oserror"]
+__all__ = ["check", "ffi", "keyctl_ffi", "keyctl_lib", "lib", "oserror"]
 
 
 def oserror(errno: int, call: str) -> OSError:

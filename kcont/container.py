@@ -13,6 +13,7 @@ import select
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 
+from kcont import upcalls
 from kcont._binding import check, ffi, lib, oserror
 
 NAME_MAX = lib.CONTAINER_NAME_MAX
@@ -128,6 +129,24 @@ class Container:
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
         return any(ev & select.POLLHUP for _, ev in poller.poll(0))
+
+    def intercept(self, key_type: str, *, ns: Iterable[str] | int = (),
+                  queue: int) -> None:
+        """Route this container's upcalls for ``key_type`` ("*": any) to keyring ``queue``.
+
+        ``ns`` names the namespace kinds to pin (``{"uts", "net"}``): a
+        request matches only from those namespaces of this container.
+        """
+        upcalls.intercept(self.fd, key_type, ns, queue)
+
+    def remove_intercepts(self, key_type: str | None = None, *,
+                          ns: Iterable[str] | int = ()) -> int:
+        """Remove records with exactly this type and mask (all if None); how many."""
+        return upcalls.remove_intercepts(self.fd, key_type, ns)
+
+    def set_keyring(self, keyring: int) -> None:
+        """Attach a keyring (serial) that members search after their session keyring."""
+        upcalls.set_container_keyring(self.fd, keyring)
 
     def fork(self) -> int:
         """Fork into the container: the child's pid here, 0 in the child."""

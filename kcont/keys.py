@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
+from kcont import upcalls
 from kcont._binding import check, ffi, lib
 
 SESSION = lib.KEY_SPEC_SESSION_KEYRING
@@ -11,6 +13,13 @@ PROCESS = lib.KEY_SPEC_PROCESS_KEYRING
 THREAD = lib.KEY_SPEC_THREAD_KEYRING
 USER = lib.KEY_SPEC_USER_KEYRING
 USER_SESSION = lib.KEY_SPEC_USER_SESSION_KEYRING
+
+
+class HasFd(Protocol):
+    """Anything with a container fd (kcont.container.Container)."""
+
+    @property
+    def fd(self) -> int: ...
 
 
 def _bytes(text: str | bytes) -> bytes:
@@ -72,6 +81,10 @@ class Key:
 
     def unlink(self, keyring: Keyring) -> None:
         check("keyctl_unlink", lib.keyctl_unlink(self.serial, keyring.serial))
+
+    def grant(self, container: HasFd, perms: int) -> None:
+        """Grant the container's members ``perms`` (upcalls.Perm) on this key; 0 removes."""
+        upcalls.grant(self.serial, container.fd, perms)
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,13 @@ from cffi import FFI
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import container
+import keyctl
 import keyutils
 import watch_queue
 
+# Two extensions: keyutils.h and <linux/keyctl.h> define the same structs.
 MODULES = (container, keyutils, watch_queue)
+KEYCTL_MODULES = (keyctl,)
 
 
 def uapi_headers() -> Path:
@@ -31,23 +34,25 @@ def uapi_headers() -> Path:
     return cache / "headers" / "include"
 
 
-def make_ffi() -> FFI:
+def make_ffi(name: str, modules: tuple, libraries: list[str]) -> FFI:
     headers = uapi_headers()
     if not (headers / "linux" / "container.h").exists():
         raise SystemExit(f"kcont: {headers}/linux/container.h not found: build the kernel "
                          "first (`kcont-vm build` installs the series' uapi headers)")
     ffi = FFI()
-    ffi.cdef("\n".join(m.TYPES for m in MODULES) + "\n".join(m.FUNCTIONS for m in MODULES))
+    ffi.cdef("\n".join(m.TYPES for m in modules) + "\n".join(m.FUNCTIONS for m in modules))
     ffi.set_source(
-        "kcont._kcont",
-        "\n".join(m.INCLUDES for m in MODULES) + "\n".join(m.CUSTOMIZATIONS for m in MODULES),
-        libraries=["keyutils"],
+        name,
+        "\n".join(m.INCLUDES for m in modules) + "\n".join(m.CUSTOMIZATIONS for m in modules),
+        libraries=libraries,
         include_dirs=[str(headers)],
     )
     return ffi
 
 
-ffibuilder = make_ffi()
+ffibuilder = make_ffi("kcont._kcont", MODULES, ["keyutils"])
+keyctl_ffibuilder = make_ffi("kcont._keyctl", KEYCTL_MODULES, [])
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)
+    keyctl_ffibuilder.compile(verbose=True)

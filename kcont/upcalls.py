@@ -1,0 +1,148 @@
+"""The series' keyctl operations: interception records, auth queries,
+container keyrings and grants to containers.
+
+Functions here take raw fds and serials, as the kernel does; the methods
+``Container.intercept()``, ``Container.set_keyring()`` and ``Key.grant()``
+are the friendly spelling.  Every number comes from the series' uapi
+header through ``kcont._keyctl``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kcont._binding import check, keyctl_ffi, keyctl_lib
+
+TYPE_MAX = keyctl_lib.KEY_INTERCEPT_TYPE_MAX
+ACL_MAX = keyctl_lib.KEY_ACL_MAX_CONTAINERS
+CONTAINER_KEYRING = keyctl_lib.KEY_SPEC_CONTAINER_KEYRING
+
+
+class Ns(enum.IntFlag):
+    """KEY_INTERCEPT_NS_*: the namespace kinds a record can pin."""
+
+    UTS = keyctl_lib.KEY_INTERCEPT_NS_UTS
+    IPC = keyctl_lib.KEY_INTERCEPT_NS_IPC
+    MNT = keyctl_lib.KEY_INTERCEPT_NS_MNT
+    PID = keyctl_lib.KEY_INTERCEPT_NS_PID
+    NET = keyctl_lib.KEY_INTERCEPT_NS_NET
+    CGROUP = keyctl_lib.KEY_INTERCEPT_NS_CGROUP
+    USER = keyctl_lib.KEY_INTERCEPT_NS_USER
+
+
+NS_ALL = Ns(keyctl_lib.KEY_INTERCEPT__NS_MASK)
+# Names as /proc/PID/ns/ spells them.
+NS_BY_NAME = {"uts": Ns.UTS, "ipc": Ns.IPC, "mnt": Ns.MNT, "pid": Ns.PID, "net": Ns.NET,
+              "cgroup": Ns.CGROUP, "user": Ns.USER}
+
+
+def ns_mask(ns: Iterable[str] | int) -> int:
+    """A mask from names (``{"uts", "net"}``) or an int; ValueError for unknown names."""
+    if isinstance(ns, int):
+        return int(ns)
+    mask = 0
+    for name in ns:
+        if name not in NS_BY_NAME:
+            raise ValueError(f"unknown namespace {name!r} (known: {', '.join(NS_BY_NAME)})")
+        mask |= NS_BY_NAME[name]
+    return mask
+
+
+class Perm(enum.IntFlag):
+    """KEY_ACE_*: what KEYCTL_GRANT_PERMISSION gives a container's members."""
+
+    VIEW = keyctl_lib.KEY_ACE_VIEW
+    READ = keyctl_lib.KEY_ACE_READ
+    WRITE = keyctl_lib.KEY_ACE_WRITE
+    SEARCH = keyctl_lib.KEY_ACE_SEARCH
+    LINK = keyctl_lib.KEY_ACE_LINK
+    SETATTR = keyctl_lib.KEY_ACE_SETATTR
+    INVAL = keyctl_lib.KEY_ACE_INVAL
+    REVOKE = keyctl_lib.KEY_ACE_REVOKE
+
+
+class Caps1(enum.IntFlag):
+    """The series' bits in byte 1 of KEYCTL_CAPABILITIES."""
+
+    CONTAINER_INTERCEPT = keyctl_lib.KEYCTL_CAPS1_CONTAINER_INTERCEPT
+    QUERY_REQUEST_KEY_AUTH = keyctl_lib.KEYCTL_CAPS1_QUERY_REQUEST_KEY_AUTH
+    CONTAINER_KEYRING = keyctl_lib.KEYCTL_CAPS1_CONTAINER_KEYRING
+    GRANT_PERMISSION = keyctl_lib.KEYCTL_CAPS1_GRANT_PERMISSION
+
+
+def _type_arg(key_type: str | bytes | None) -> object:
+    if key_type is None:
+        return keyctl_ffi.NULL
+    return key_type.encode() if isinstance(key_type, str) else key_type
+
+
+def intercept(container_fd: int, key_type: str | bytes, ns: Iterable[str] | int,
+              queue: int) -> None:
+    """Add a record: upcalls for ``key_type`` (or "*") go to keyring ``queue``."""
+    check("keyctl_container_intercept",
+          keyctl_lib.kcont_container_intercept(container_fd, _type_arg(key_type), ns_mask(ns),
+                                               queue))
+
+
+def remove_intercepts(container_fd: int, key_type: str | bytes | None = None,
+                      ns: Iterable[str] | int = 0) -> int:
+    """Remove the records with this type and mask (all if ``key_type`` is None)."""
+    return check("keyctl_container_intercept",
+                 keyctl_lib.kcont_container_intercept(container_fd, _type_arg(key_type),
+                                                      ns_mask(ns), 0))
+
+
+@dataclass(frozen=True)
+class AuthRequest:
+    """KEYCTL_QUERY_REQUEST_KEY_AUTH: who asked for what, before serving it."""
+
+    operation: str
+    fsuid: int
+    fsgid: int
+    target_key: int
+    thread_keyring: int
+    process_keyring: int
+    session_keyring: int
+    requester_pid: int
+    container_id: int
+    spare_is_zero: bool
+
+
+def query_auth(auth_key: int) -> AuthRequest:
+    """Describe the request behind authorisation key ``auth_key``."""
+    buf = keyctl_ffi.new("struct keyctl_query_request_key_auth *")
+    check("keyctl_query_request_key_auth",
+          keyctl_lib.kcont_query_request_key_auth(auth_key, buf))
+    spare = buf.__spare0 == 0 and all(word == 0 for word in buf.__spare)
+    return AuthRequest(keyctl_ffi.string(buf.operation).decode(), buf.fsuid, buf.fsgid,
+                       buf.target_key, buf.thread_keyring, buf.process_keyring,
+                       buf.session_keyring, buf.requester_pid, buf.container_id, spare)
+
+
+def set_container_keyring(container_fd: int, keyring: int) -> None:
+    """Attach ``keyring`` to the container (once: EBUSY after)."""
+    check("keyctl_set_container_keyring",
+          keyctl_lib.kcont_set_container_keyring(container_fd, keyring))
+
+
+def grant(key: int, container_fd: int, perm: int) -> None:
+    """Grant the members of the container ``perm`` on ``key``; 0 removes the entry."""
+    check("keyctl_grant_permission",
+          keyctl_lib.kcont_grant_permission(key, keyctl_lib.KEY_ACE_SUBJ_CONTAINER,
+                                            container_fd, int(perm)))
+
+
+def capabilities() -> bytes:
+    """KEYCTL_CAPABILITIES, as many bytes as the kernel fills."""
+    buf = keyctl_ffi.new("unsigned char[]", 16)
+    size = check("keyctl_capabilities", keyctl_lib.kcont_keyctl_capabilities(buf, 16))
+    return bytes(buf[0:min(size, 16)])
+
+
+def keyctl_raw(op: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """keyctl(2) with five raw words, for bad-input tests; raises OSError."""
+    mask = (1 << 64) - 1
+    return check("keyctl", keyctl_lib.kcont_keyctl_raw(op, arg2 & mask, arg3 & mask,
+                                                      arg4 & mask, arg5 & mask))
