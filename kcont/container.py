@@ -85,6 +85,20 @@ def fdinfo(fd: int, pid: int | str = "self") -> dict[str, str]:
     return fields
 
 
+# unshare(2) flags for the namespace kinds a task can leave its container's for.
+UNSHARE_FLAGS = {"uts": lib.CLONE_NEWUTS, "ipc": lib.CLONE_NEWIPC, "net": lib.CLONE_NEWNET,
+                 "mnt": lib.CLONE_NEWNS, "cgroup": lib.CLONE_NEWCGROUP,
+                 "user": lib.CLONE_NEWUSER, "pid": lib.CLONE_NEWPID}
+
+
+def unshare(kinds: Iterable[str]) -> None:
+    """unshare(2) the named namespace kinds (Python 3.11 has no os.unshare)."""
+    flags = 0
+    for kind in kinds:
+        flags |= UNSHARE_FLAGS[kind]
+    check("unshare", lib.unshare(flags))
+
+
 class Container:
     """A container object: ``with Container("web", ns={"pid", "mnt"}) as c: c.spawn([...])``."""
 
@@ -103,6 +117,15 @@ class Container:
         self.flags = flags
         self._fd: int | None = create_raw(name, flags)
         self.init_pid: int | None = None
+
+    @classmethod
+    def from_fd(cls, fd: int) -> Container:
+        """Adopt a container fd made elsewhere (received over a socket, say)."""
+        self = cls.__new__(cls)
+        self.flags = Flag(0)
+        self._fd = fd
+        self.init_pid = None
+        return self
 
     @property
     def fd(self) -> int:

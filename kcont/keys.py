@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -125,6 +127,39 @@ class Keyring(Key):
         data = self.read()
         return [Key(int.from_bytes(data[i:i + 4], "little", signed=True))
                 for i in range(0, len(data), 4)]
+
+
+@contextmanager
+def assume_authority(target: int) -> Iterator[Key]:
+    """Serve the request for key ``target``: while inside, this thread holds
+    its authority (KEYCTL_ASSUME_AUTHORITY) and the yielded key (@-7) is the
+    authorisation key, whose payload is the callout info."""
+    check("keyctl_assume_authority", lib.keyctl_assume_authority(target))
+    try:
+        yield Key(lib.KEY_SPEC_REQKEY_AUTH_KEY)
+    finally:
+        lib.keyctl_assume_authority(0)
+
+
+def instantiate(target: int, payload: bytes | str, keyring: int = 0) -> None:
+    """Give the key under construction its payload (needs its authority)."""
+    data = _bytes(payload)
+    check("keyctl_instantiate", lib.keyctl_instantiate(target, data, len(data), keyring))
+
+
+def negate(target: int, timeout: int = 0, keyring: int = 0) -> None:
+    """Make the key under construction negative: requesters get ENOKEY."""
+    check("keyctl_negate", lib.keyctl_negate(target, timeout, keyring))
+
+
+def reject(target: int, error: int, timeout: int = 0, keyring: int = 0) -> None:
+    """Make the key under construction negative with ``error`` for the requesters."""
+    check("keyctl_reject", lib.keyctl_reject(target, timeout, error, keyring))
+
+
+def auth_target(auth: Key) -> int:
+    """The serial of the key an authorisation key is for (its description, hex)."""
+    return int(auth.describe().description, 16)
 
 
 def request_key(key_type: str, description: str, callout: str | None = None,

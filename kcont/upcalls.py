@@ -127,6 +127,11 @@ def set_container_keyring(container_fd: int, keyring: int) -> None:
           keyctl_lib.kcont_set_container_keyring(container_fd, keyring))
 
 
+def container_keyring_id() -> int:
+    """The serial KEY_SPEC_CONTAINER_KEYRING names for the caller (ENOKEY: none)."""
+    return keyctl_raw(keyctl_lib.KEYCTL_GET_KEYRING_ID, CONTAINER_KEYRING, 0)
+
+
 def grant(key: int, container_fd: int, perm: int) -> None:
     """Grant the members of the container ``perm`` on ``key``; 0 removes the entry."""
     check("keyctl_grant_permission",

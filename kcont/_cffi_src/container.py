@@ -2,6 +2,7 @@
 
 INCLUDES = """
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 #include <sys/syscall.h>
@@ -28,6 +29,14 @@ static const unsigned int CONTAINER__FLAG_MASK;
 static const int CONTAINER_NAME_MAX;
 static const int CONTAINER_INIT_ID;
 
+static const int CLONE_NEWUTS;
+static const int CLONE_NEWIPC;
+static const int CLONE_NEWNET;
+static const int CLONE_NEWNS;
+static const int CLONE_NEWCGROUP;
+static const int CLONE_NEWUSER;
+static const int CLONE_NEWPID;
+
 static const long NR_container_create;
 static const long NR_fork_into_container;
 """
@@ -37,6 +46,7 @@ int kcont_container_create(const char *name, unsigned int flags,
                            unsigned long spare3, unsigned long spare4,
                            unsigned long spare5);
 pid_t kcont_fork_into_container(int fd);
+int unshare(int flags);
 """
 
 CUSTOMIZATIONS = """

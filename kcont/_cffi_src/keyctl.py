@@ -11,6 +11,8 @@ INCLUDES = """
 #include <unistd.h>
 #include <sys/syscall.h>
 #include <linux/keyctl.h>
+
+typedef int32_t key_serial_t;   /* keyutils.h's; the uapi header has none */
 """
 
 TYPES = """
@@ -21,6 +23,7 @@ static const int KEYCTL_QUERY_REQUEST_KEY_AUTH;
 static const int KEYCTL_SET_CONTAINER_KEYRING;
 static const int KEYCTL_GRANT_PERMISSION;
 static const int KEYCTL_CAPABILITIES;
+static const int KEYCTL_GET_KEYRING_ID;
 static const int KEY_SPEC_CONTAINER_KEYRING;
 
 static const unsigned int KEY_INTERCEPT_NS_UTS;

@@ -1,0 +1,235 @@
+"""Agents: processes that live in a container and act for the test.
+
+A test needs to do things *inside* containers while it keeps the
+container fds and the queue keyrings outside: create nested containers
+(only a member can), and make request_key() calls from members, possibly
+after unsharing some namespaces, without blocking the test (the test
+itself serves what they ask).  An Agent is a member (the container's
+init if it is the first fork) that takes JSON commands over a
+SOCK_SEQPACKET socketpair and answers with JSON plus file descriptors.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from containers import ns_inodes
+
+from kcont.container import Container, create_raw, unshare
+from kcont.keys import request_key
+
+MSG_MAX = 65536
+
+
+def _send(sock: socket.socket, msg: dict[str, Any], fds: Iterable[int] = ()) -> None:
+    socket.send_fds(sock, [json.dumps(msg).encode()], list(fds))
+
+
+def _recv(sock: socket.socket, timeout: float | None = 120.0) -> tuple[dict[str, Any], list[int]]:
+    if timeout is not None and not select.select([sock], [], [], timeout)[0]:
+        raise TimeoutError("agent did not answer")
+    data, fds, _, _ = socket.recv_fds(sock, MSG_MAX, 8)
+    if not data:
+        raise EOFError("agent is gone")
+    return json.loads(data), fds
+
+
+def _request_one(key_type: str, desc: str, callout: str | None) -> dict[str, Any]:
+    start = time.monotonic()
+    try:
+        key = request_key(key_type, desc, callout)
+    except OSError as err:
+        return {"desc": desc, "errno": err.errno, "elapsed": time.monotonic() - start}
+    result: dict[str, Any] = {"desc": desc, "serial": key.serial,
+                              "elapsed": time.monotonic() - start}
+    try:
+        result["payload"] = key.read().decode(errors="replace")
+    except OSError as err:
+        result["read_errno"] = err.errno
+    return result
+
+
+def _requester(wfd: int, msg: dict[str, Any]) -> None:
+    """In a fresh child of the agent: unshare, say where we are, then request."""
+    out = os.fdopen(wfd, "w", buffering=1)
+    if msg.get("unshare"):
+        unshare(msg["unshare"])
+    out.write(json.dumps({"ns": ns_inodes(), "pid": os.getpid()}) + "\n")
+    descs = msg["descs"]
+    lock = threading.Lock()
+
+    def one(desc: str) -> None:
+        line = json.dumps(_request_one(msg["type"], desc, msg.get("callout"))) + "\n"
+        with lock:
+            out.write(line)
+
+    threads = [threading.Thread(target=one, args=(d,)) for d in descs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out.close()
+
+
+def _handle(sock: socket.socket, msg: dict[str, Any]) -> bool:
+    op = msg["op"]
+    if op == "ns":
+        _send(sock, {"ns": ns_inodes(), "pid": os.getpid()})
+    elif op == "create":
+        try:
+            fd = create_raw(msg["name"], msg["flags"])
+        except OSError as err:
+            _send(sock, {"errno": err.errno})
+        else:
+            _send(sock, {"ok": True}, [fd])
+            os.close(fd)
+    elif op == "request":
+        rfd, wfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(rfd)
+            try:
+                _requester(wfd, msg)
+            finally:
+                os._exit(0)
+        os.close(wfd)
+        _send(sock, {"pid": pid}, [rfd])
+        os.close(rfd)
+    elif op == "call":
+        # A keyctl call made here, for permission and namespace tests.
+        from kcont import upcalls
+        try:
+            result = getattr(upcalls, msg["name"])(*msg["args"])
+        except OSError as err:
+            _send(sock, {"errno": err.errno})
+        else:
+            if hasattr(result, "__dict__"):
+                result = dict(result.__dict__)
+            _send(sock, {"ok": result})
+    elif op == "exit":
+        return False
+    return True
+
+
+def _serve(sock: socket.socket) -> None:
+    while True:
+        try:
+            msg, _ = _recv(sock, None)
+        except EOFError:
+            return
+        if not _handle(sock, msg):
+            return
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+
+
+@dataclass
+class Pending:
+    """Requests in flight from one requester process; read their outcomes."""
+
+    fd: int
+    pid: int
+    count: int
+    ns: dict[str, int] | None = None
+    buffer: bytes = b""
+
+    def namespaces(self, timeout: float = 120.0) -> dict[str, int]:
+        if self.ns is None:
+            self.ns = json.loads(self._line(timeout))["ns"]
+        return self.ns
+
+    def _line(self, timeout: float) -> str:
+        # Our own buffer: select() on a buffered file would miss lines.
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                raise TimeoutError("requester did not report")
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                raise EOFError("requester died")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode()
+
+    def results(self, timeout: float = 120.0) -> list[dict[str, Any]]:
+        """All outcomes, in completion order (waits up to ``timeout`` in all)."""
+        self.namespaces(timeout)
+        deadline = time.monotonic() + timeout
+        out = [json.loads(self._line(max(0.0, deadline - time.monotonic())))
+               for _ in range(self.count)]
+        os.close(self.fd)
+        return out
+
+    def result(self, timeout: float = 120.0) -> dict[str, Any]:
+        (only,) = self.results(timeout)
+        return only
+
+
+class Agent:
+    """A member of ``container`` (or of the caller's container, with
+    ``fork=os.fork``) acting on the test's commands."""
+
+    def __init__(self, container: Container | None = None,
+                 fork: Callable[[], int] | None = None) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        forker = fork or (container.fork if container else os.fork)
+        pid = forker()
+        if pid == 0:
+            ours.close()
+            try:
+                _serve(theirs)
+            finally:
+                os._exit(0)
+        theirs.close()
+        self.sock, self.pid, self.container = ours, pid, container
+        reply, _ = self._call({"op": "ns"})
+        self.namespaces: dict[str, int] = reply["ns"]
+
+    def _call(self, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+        _send(self.sock, msg)
+        return _recv(self.sock)
+
+    def create(self, name: str, flags: int) -> Container:
+        """container_create() by this member: a child of its container."""
+        reply, fds = self._call({"op": "create", "name": name, "flags": flags})
+        if "errno" in reply:
+            raise OSError(reply["errno"], os.strerror(reply["errno"]), "container_create")
+        return Container.from_fd(fds[0])
+
+    def request(self, key_type: str, descs: str | list[str], callout: str | None = "x",
+                unshare: Iterable[str] = ()) -> Pending:
+        """Start request_key() calls (one thread each) in a new child of this agent."""
+        names = [descs] if isinstance(descs, str) else list(descs)
+        reply, fds = self._call({"op": "request", "type": key_type, "descs": names,
+                                 "callout": callout, "unshare": sorted(unshare)})
+        return Pending(fds[0], reply["pid"], len(names))
+
+    def call(self, name: str, *args: Any) -> Any:
+        """Call kcont.upcalls.<name>(*args) in the agent; OSError comes back."""
+        reply, _ = self._call({"op": "call", "name": name, "args": list(args)})
+        if "errno" in reply:
+            raise OSError(reply["errno"], os.strerror(reply["errno"]), name)
+        return reply["ok"]
+
+    def stop(self) -> None:
+        """Exit (as init, this kills the container) and reap."""
+        try:
+            _send(self.sock, {"op": "exit"})
+        except OSError as err:
+            if err.errno != errno.EPIPE:
+                raise
+        self.sock.close()
+        os.waitpid(self.pid, 0)

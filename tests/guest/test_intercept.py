@@ -1,0 +1,236 @@
+"""KEYCTL_CONTAINER_INTERCEPT against the kernel: delivery, trust, nothing hangs.
+
+Requesters are agents' children inside containers; the test process keeps
+the queue keyrings (in its session keyring) and serves by hand, as a
+daemon would, through kcont's API.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from agents import Agent
+from upcall_fixtures import marked, marking_helper, serve, sysctl, unique, wait_queued
+
+from kcont import upcalls
+from kcont.container import Container
+from kcont.keys import Key, Keyring, assume_authority, instantiate, negate, reject
+from kcont.watch import KeyChange, KeyEvent, WatchQueue
+
+
+@pytest.fixture(scope="module", autouse=True)
+def mark() -> Iterator[None]:
+    with marking_helper():
+        yield
+
+
+@pytest.fixture
+def queue(session_keyring: int) -> Keyring:
+    return Keyring(session_keyring).add_keyring("kcont-queue")
+
+
+def test_capabilities_announce_the_new_operations() -> None:
+    caps = upcalls.capabilities()
+    assert len(caps) >= 2
+    want = upcalls.Caps1.CONTAINER_INTERCEPT | upcalls.Caps1.QUERY_REQUEST_KEY_AUTH | \
+        upcalls.Caps1.CONTAINER_KEYRING | upcalls.Caps1.GRANT_PERMISSION
+    assert caps[1] & want == want
+
+
+def test_untrusted_without_record_is_rejected_at_once_and_no_helper_runs() -> None:
+    desc = unique("untrusted")
+    with Container("kcont-untrusted", trusted=False) as box:
+        agent = Agent(box)
+        try:
+            result = agent.request("user", desc).result()
+        finally:
+            agent.stop()
+    assert result["errno"] == errno.ENOKEY, result
+    assert result["elapsed"] < 2.0, result
+    assert desc not in marked()
+
+
+def test_trusted_without_record_falls_back_to_the_helper() -> None:
+    desc = unique("trusted")
+    with Container("kcont-trusted", trusted=True) as box:
+        agent = Agent(box)
+        try:
+            result = agent.request("user", desc).result()
+        finally:
+            agent.stop()
+    assert result.get("payload") == "marked", result
+    assert desc in marked()
+
+
+def test_init_container_requests_use_the_helper() -> None:
+    desc = unique("init")
+    agent = Agent()
+    try:
+        result = agent.request("user", desc).result()
+    finally:
+        agent.stop()
+    assert result.get("payload") == "marked", result
+    assert desc in marked()
+
+
+def test_record_delivers_the_auth_key_and_the_requester_gets_the_key(queue: Keyring) -> None:
+    desc = unique("deliver")
+    with Container("kcont-deliver", trusted=True) as box:
+        box.intercept("user", queue=queue.serial)
+        agent = Agent(box)
+        try:
+            pending = agent.request("user", desc, callout="info")
+            (auth,) = wait_queued([queue], 1)[queue.serial]
+            request = serve(auth, payload="from-the-queue")
+            result = pending.result()
+        finally:
+            agent.stop()
+    assert result.get("payload") == "from-the-queue", result
+    assert Key(request.target_key).describe().description == desc
+    assert desc not in marked(), "a trusted request a record took must not reach the helper"
+
+
+@pytest.mark.parametrize("action", ["instantiate", "negate", "reject"])
+def test_serving_by_hand_through_the_api(queue: Keyring, action: str) -> None:
+    desc = unique(action)
+    with WatchQueue() as watch, Container("kcont-by-hand", trusted=False) as box:
+        watch.watch(queue.serial, 7)
+        box.intercept("user", ns={"uts", "net"}, queue=queue.serial)
+        agent = Agent(box)
+        try:
+            pending = agent.request("user", desc, callout="callout-data")
+            auth = _linked_auth(watch, queue.serial)
+            request = upcalls.query_auth(auth)
+            assert request.container_id == box.id and request.operation == "create"
+            with assume_authority(request.target_key) as authkey:
+                assert authkey.read() == b"callout-data"
+                if action == "instantiate":
+                    instantiate(request.target_key, "by-hand")
+                elif action == "negate":
+                    negate(request.target_key)
+                else:
+                    reject(request.target_key, errno.EKEYREJECTED)
+            result = pending.result()
+        finally:
+            agent.stop()
+    expected = {"instantiate": None, "negate": errno.ENOKEY, "reject": errno.EKEYREJECTED}
+    if action == "instantiate":
+        assert result.get("payload") == "by-hand", result
+    else:
+        assert result.get("errno") == expected[action], result
+
+
+def _linked_auth(watch: WatchQueue, ring: int, timeout: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([watch], [], [], 1.0)[0]:
+            for event in watch.read():
+                if isinstance(event, KeyEvent) and event.change is KeyChange.LINKED \
+                        and event.key == ring:
+                    return event.aux
+    raise TimeoutError("no NOTIFY_KEY_LINKED on the queue keyring")
+
+
+def test_query_maps_ids_and_pid_into_the_callers_namespaces(queue: Keyring) -> None:
+    desc = unique("query")
+    with Container("kcont-q-req", trusted=False) as box, \
+            Container("kcont-q-daemon", ns={"user", "pid"}, trusted=False) as daemon_box:
+        box.intercept("user", queue=queue.serial)
+        requester, daemon = Agent(box), Agent(daemon_box)
+        try:
+            pending = requester.request("user", desc)
+            (auth,) = wait_queued([queue], 1)[queue.serial]
+            outside = upcalls.query_auth(auth)
+            inside = daemon.call("query_auth", auth)
+            serve(auth)
+            pending.result()
+        finally:
+            requester.stop()
+            daemon.stop()
+    assert (outside.operation, outside.fsuid, outside.fsgid) == ("create", 0, 0)
+    assert outside.requester_pid == pending.pid
+    assert outside.container_id == box.id and outside.spare_is_zero
+    assert outside.target_key > 0 and outside.session_keyring == 0
+    # The daemon's user namespace maps nothing, its pid namespace sees nobody.
+    assert (inside["fsuid"], inside["fsgid"], inside["requester_pid"]) == (65534, 65534, 0)
+    assert inside["container_id"] == box.id and inside["target_key"] == outside.target_key
+
+
+def test_unserved_request_times_out(queue: Keyring) -> None:
+    with sysctl("kernel.keys.intercept_timeout", "2"), \
+            Container("kcont-timeout", trusted=False) as box:
+        box.intercept("user", queue=queue.serial)
+        agent = Agent(box)
+        try:
+            result = agent.request("user", unique("timeout")).result()
+        finally:
+            agent.stop()
+    assert result.get("errno") == errno.ETIMEDOUT, result
+    assert 1.5 <= result["elapsed"] < 15, result
+
+
+PENDING = 100
+
+
+def _remove(outer: Container, queue: Keyring, agent: Agent) -> None:
+    assert outer.remove_intercepts("user") == 1
+
+
+def _revoke(outer: Container, queue: Keyring, agent: Agent) -> None:
+    queue.revoke()
+
+
+def _clear(outer: Container, queue: Keyring, agent: Agent) -> None:
+    queue.clear()
+
+
+def _invalidate(outer: Container, queue: Keyring, agent: Agent) -> None:
+    queue.invalidate()
+
+
+def _kill(outer: Container, queue: Keyring, agent: Agent) -> None:
+    agent.stop()
+
+
+ENDINGS: dict[str, tuple[Callable[[Container, Keyring, Agent], None], int]] = {
+    "remove": (_remove, errno.ENOKEY),
+    "revoke": (_revoke, errno.EKEYREVOKED),
+    "clear": (_clear, errno.EKEYREVOKED),
+    "invalidate": (_invalidate, errno.EKEYREVOKED),
+    "container-death": (_kill, errno.ECANCELED),
+}
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+def test_ending_a_record_completes_all_its_pending_requests_at_once(
+        queue: Keyring, ending: str) -> None:
+    """100 requests wait on one record (in the parent of the requesters'
+    container, so that the record's container can die without them); then
+    the record goes and all 100 fail at once with the documented errno."""
+    end, expected = ENDINGS[ending]
+    with sysctl("kernel.keys.intercept_timeout", "600"), \
+            Container("kcont-outer", trusted=False) as outer:
+        outer_agent = Agent(outer)
+        inner = outer_agent.create("kcont-inner", 0)
+        outer.intercept("user", queue=queue.serial)
+        requester = Agent(inner)
+        try:
+            descs = [unique(ending) for _ in range(PENDING)]
+            pending = requester.request("user", descs)
+            queued = wait_queued([queue], PENDING, timeout=300)[queue.serial]
+            assert len(queued) == PENDING
+            start = time.monotonic()
+            end(outer, queue, outer_agent)
+            results = pending.results(timeout=120)
+            took = time.monotonic() - start
+        finally:
+            requester.stop()
+            if ending != "container-death":
+                outer_agent.stop()
+            inner.close()
+    assert sorted(r.get("errno") for r in results) == [expected] * PENDING
+    assert took < 10, f"{PENDING} requests took {took:.1f} s to fail after {ending}"

@@ -1,0 +1,100 @@
+"""What the interception tests share: the marking helper, sysctls, serving.
+
+The mark: keyutils' /sbin/request-key reads /etc/request-key.conf (the
+guest sees the host's /etc).  A copy with one extra first line, bind-
+mounted over it in the init mount namespace (where the kernel's helper
+runs), sends every ``kcont-mark:*`` key to a script that appends the
+description to a file and instantiates the key with "marked".  So a
+requester that got "marked" was served by the classic helper, and a
+description missing from the file proves the helper never ran for it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from kcont import upcalls
+from kcont.keys import Key, Keyring, assume_authority, instantiate, negate, reject
+
+MARKS = Path("/tmp/kcont-marks")
+MARK_SCRIPT = Path("/tmp/kcont-mark.sh")
+MARK_CONF = Path("/tmp/kcont-request-key.conf")
+MARK_PREFIX = "kcont-mark:"
+
+_counter = itertools.count()
+
+
+def unique(tag: str = "") -> str:
+    """A description no earlier request used (negative keys are cached)."""
+    return f"{MARK_PREFIX}{tag}{os.getpid()}-{next(_counter)}"
+
+
+@contextmanager
+def marking_helper() -> Iterator[Path]:
+    if os.readlink("/proc/self/ns/mnt") != os.readlink("/proc/1/ns/mnt"):
+        raise RuntimeError("the test must run in the init mount namespace to reach the helper")
+    MARK_SCRIPT.write_text('#!/bin/sh\necho "$2" >> /tmp/kcont-marks\n'
+                           'exec /bin/keyctl instantiate "$1" marked "$4"\n')
+    MARK_SCRIPT.chmod(0o755)
+    original = Path("/etc/request-key.conf").read_text()
+    MARK_CONF.write_text(f"create * {MARK_PREFIX}* * {MARK_SCRIPT} %k %d %c %S\n" + original)
+    MARKS.write_text("")
+    subprocess.run(["mount", "--bind", str(MARK_CONF), "/etc/request-key.conf"], check=True)
+    try:
+        yield MARKS
+    finally:
+        subprocess.run(["umount", "/etc/request-key.conf"], check=True)
+
+
+def marked() -> set[str]:
+    return set(MARKS.read_text().split())
+
+
+@contextmanager
+def sysctl(name: str, value: str) -> Iterator[None]:
+    path = Path("/proc/sys") / name.replace(".", "/")
+    old = path.read_text().strip()
+    path.write_text(value)
+    try:
+        yield
+    finally:
+        path.write_text(old)
+
+
+def linked(ring: Key) -> list[int]:
+    data = ring.read()
+    return [int.from_bytes(data[i:i + 4], "little", signed=True) for i in range(0, len(data), 4)]
+
+
+def wait_queued(queues: list[Keyring], want: int, timeout: float = 60.0) -> dict[int, list[int]]:
+    """Poll the queue keyrings until ``want`` auth keys are linked in all."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {q.serial: linked(q) for q in queues}
+        if sum(map(len, found.values())) >= want or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def serve(auth: int, action: str = "instantiate", payload: str = "served",
+          error: int = 0) -> upcalls.AuthRequest:
+    """Serve one intercepted request by hand, as a daemon would."""
+    request = upcalls.query_auth(auth)
+    with assume_authority(request.target_key):
+        if action == "instantiate":
+            instantiate(request.target_key, payload)
+        elif action == "negate":
+            negate(request.target_key)
+        else:
+            reject(request.target_key, error)
+    return request
+
+
+def describe_target(auth: int) -> str:
+    return Key(upcalls.query_auth(auth).target_key).describe().description
