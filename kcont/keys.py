@@ -122,8 +122,8 @@ class Keyring(Key):
     def clear(self) -> None:
         check("keyctl_clear", lib.keyctl_clear(self.serial))
 
-    def keys(self) -> list[Key]:
-        """Serials linked in this keyring (KEYCTL_READ of a keyring)."""
+    def linked(self) -> list[Key]:
+        """The keys linked in this keyring (KEYCTL_READ of a keyring)."""
         data = self.read()
         return [Key(int.from_bytes(data[i:i + 4], "little", signed=True))
                 for i in range(0, len(data), 4)]

@@ -35,3 +35,7 @@ sleep 1
 kcont ls
 wait
 echo "exit status of kcont run: $?"
+
+echo
+echo "== interception: two containers, one record each, each key reaches its own queue =="
+"$(dirname "$(command -v kcont)")/python" "$(dirname "$0")/demo_intercept.py"

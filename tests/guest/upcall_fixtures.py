@@ -67,16 +67,11 @@ def sysctl(name: str, value: str) -> Iterator[None]:
         path.write_text(old)
 
 
-def linked(ring: Key) -> list[int]:
-    data = ring.read()
-    return [int.from_bytes(data[i:i + 4], "little", signed=True) for i in range(0, len(data), 4)]
-
-
 def wait_queued(queues: list[Keyring], want: int, timeout: float = 60.0) -> dict[int, list[int]]:
     """Poll the queue keyrings until ``want`` auth keys are linked in all."""
     deadline = time.monotonic() + timeout
     while True:
-        found = {q.serial: linked(q) for q in queues}
+        found = {q.serial: [k.serial for k in q.linked()] for q in queues}
         if sum(map(len, found.values())) >= want or time.monotonic() > deadline:
             return found
         time.sleep(0.05)
