@@ -48,8 +48,9 @@ def _request_one(key_type: str, desc: str, callout: str | None) -> dict[str, Any
     try:
         key = request_key(key_type, desc, callout)
     except OSError as err:
-        return {"desc": desc, "errno": err.errno, "elapsed": time.monotonic() - start}
-    result: dict[str, Any] = {"desc": desc, "serial": key.serial,
+        return {"desc": desc, "errno": err.errno, "tid": threading.get_native_id(),
+                "elapsed": time.monotonic() - start}
+    result: dict[str, Any] = {"desc": desc, "serial": key.serial, "tid": threading.get_native_id(),
                               "elapsed": time.monotonic() - start}
     try:
         result["payload"] = key.read().decode(errors="replace")

@@ -147,12 +147,12 @@ def test_query_maps_ids_and_pid_into_the_callers_namespaces(queue: Keyring) -> N
             outside = upcalls.query_auth(auth)
             inside = daemon.call("query_auth", auth)
             serve(auth)
-            pending.result()
+            result = pending.result()
         finally:
             requester.stop()
             daemon.stop()
     assert (outside.operation, outside.fsuid, outside.fsgid) == ("create", 0, 0)
-    assert outside.requester_pid == pending.pid
+    assert outside.requester_pid == result["tid"]      # the requesting thread
     assert outside.container_id == box.id and outside.spare_is_zero
     assert outside.target_key > 0 and outside.session_keyring == 0
     # The daemon's user namespace maps nothing, its pid namespace sees nobody.

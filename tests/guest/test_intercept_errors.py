@@ -33,9 +33,9 @@ def box() -> Iterator[Container]:
         yield c
 
 
-def _errno(call, *args) -> int:  # type: ignore[no-untyped-def]
+def _errno(call, *args, **kwargs) -> int:  # type: ignore[no-untyped-def]
     with pytest.raises(OSError) as err:
-        call(*args)
+        call(*args, **kwargs)
     return err.value.errno
 
 
