@@ -4,6 +4,7 @@ USAGE: .venv/bin/python bench/plots.py
 
 - bench/results/boot_phases.json -> docs/img/boot-phases.svg
 - test-results/keyutils.json     -> docs/img/keyutils-times.svg
+- bench/results/upcall_cost.json -> docs/img/upcall-cost.svg
 A missing input is reported and its plot left as it was.
 """
 
@@ -64,10 +65,34 @@ def keyutils_times(src: Path, out: Path) -> None:
     fig.savefig(out)
 
 
+def upcall_cost(src: Path, out: Path) -> None:
+    data = json.loads(src.read_text())
+    base, patched = data["unpatched"]["median_us"], data["patched"]["median_us"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    names = ["existing", "classic"]
+    xs = range(len(names))
+    left.bar([x - 0.2 for x in xs], [base[n] for n in names], 0.4, label="unpatched")
+    left.bar([x + 0.2 for x in xs], [patched[n] for n in names], 0.4, label="patched")
+    left.set_xticks(list(xs), ["request_key, key exists", "classic upcall (init)"])
+    left.set_yscale("log")
+    left.set_ylabel("µs per request (median of rounds)")
+    left.legend()
+    left.set_title("same kernel, with and without the series")
+    within = ["classic", "rejected", "shallow", "deep"]
+    right.bar(within, [patched[n] for n in within], color="tab:orange")
+    right.set_yscale("log")
+    right.set_xticks(range(len(within)), ["classic upcall", "untrusted,\nrejected",
+                                          "1 record", "8 levels x\n100 records"])
+    right.set_title("patched kernel: where a request goes")
+    fig.tight_layout()
+    fig.savefig(out)
+
+
 def main() -> int:
     IMG.mkdir(parents=True, exist_ok=True)
     jobs = [(boot_phases, ROOT / "bench/results/boot_phases.json", IMG / "boot-phases.svg"),
-            (keyutils_times, ROOT / "test-results/keyutils.json", IMG / "keyutils-times.svg")]
+            (keyutils_times, ROOT / "test-results/keyutils.json", IMG / "keyutils-times.svg"),
+            (upcall_cost, ROOT / "bench/results/upcall_cost.json", IMG / "upcall-cost.svg")]
     for plot, src, out in jobs:
         if not src.exists():
             print(f"skipped {out.name}: {src} not found")

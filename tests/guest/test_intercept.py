@@ -140,6 +140,7 @@ def test_query_maps_ids_and_pid_into_the_callers_namespaces(queue: Keyring) -> N
     with Container("kcont-q-req", trusted=False) as box, \
             Container("kcont-q-daemon", ns={"user", "pid"}, trusted=False) as daemon_box:
         box.intercept("user", queue=queue.serial)
+        box_id = box.id
         requester, daemon = Agent(box), Agent(daemon_box)
         try:
             pending = requester.request("user", desc)
@@ -153,11 +154,11 @@ def test_query_maps_ids_and_pid_into_the_callers_namespaces(queue: Keyring) -> N
             daemon.stop()
     assert (outside.operation, outside.fsuid, outside.fsgid) == ("create", 0, 0)
     assert outside.requester_pid == result["tid"]      # the requesting thread
-    assert outside.container_id == box.id and outside.spare_is_zero
+    assert outside.container_id == box_id and outside.spare_is_zero
     assert outside.target_key > 0 and outside.session_keyring == 0
     # The daemon's user namespace maps nothing, its pid namespace sees nobody.
     assert (inside["fsuid"], inside["fsgid"], inside["requester_pid"]) == (65534, 65534, 0)
-    assert inside["container_id"] == box.id and inside["target_key"] == outside.target_key
+    assert inside["container_id"] == box_id and inside["target_key"] == outside.target_key
 
 
 def test_unserved_request_times_out(queue: Keyring) -> None:
@@ -234,3 +235,21 @@ def test_ending_a_record_completes_all_its_pending_requests_at_once(
             inner.close()
     assert sorted(r.get("errno") for r in results) == [expected] * PENDING
     assert took < 10, f"{PENDING} requests took {took:.1f} s to fail after {ending}"
+
+
+def test_auth_key_dropped_unserved_fails_the_request_instead_of_hanging(queue: Keyring) -> None:
+    """A daemon that unlinks the auth key without answering drops its last
+    reference; the kernel then rejects the key with ENOKEY (no hang, and
+    long before the intercept timeout)."""
+    with sysctl("kernel.keys.intercept_timeout", "600"), \
+            Container("kcont-dropped", trusted=False) as box:
+        box.intercept("user", queue=queue.serial)
+        agent = Agent(box)
+        try:
+            pending = agent.request("user", unique("dropped"))
+            (auth,) = wait_queued([queue], 1)[queue.serial]
+            Key(auth).unlink(queue)
+            result = pending.result(timeout=60)
+        finally:
+            agent.stop()
+    assert result.get("errno") == errno.ENOKEY, result
