@@ -1,7 +1,7 @@
 """The ``kcont`` command: run a command as a container's init, list containers.
 
   kcont run [--name N] [--ns user,pid,mnt,net,uts,ipc,cgroup]
-            [--trusted|--untrusted] -- CMD...
+            [--trusted|--untrusted] [--daemon [--daemon-config DIR]] -- CMD...
   kcont ls
 
 Every error is one line on stderr and a non-zero exit; ``run`` exits with
@@ -38,6 +38,12 @@ def make_parser() -> argparse.ArgumentParser:
     trust = run.add_mutually_exclusive_group()
     trust.add_argument("--trusted", dest="trusted", action="store_const", const=True)
     trust.add_argument("--untrusted", dest="trusted", action="store_const", const=False)
+    run.add_argument("--daemon", action="store_true",
+                     help="start request-key-daemon in the container first, stop it after CMD")
+    run.add_argument("--daemon-config", metavar="DIR",
+                     help="the daemon's --config-dir (default: /etc as the container sees it)")
+    run.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
+                     help="extra argument for the daemon (repeat), e.g. --daemon-arg=--pin=uts")
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     sub.add_parser("ls", help="list /proc/containers")
     return parser
@@ -68,6 +74,13 @@ def cmd_run(opts: argparse.Namespace) -> int:
         print("kcont run: no command given: kcont run [OPTIONS] -- CMD...", file=sys.stderr)
         return EXIT_USAGE
     with Container(opts.name, ns=opts.ns, trusted=opts.trusted) as container:
+        if opts.daemon:
+            from kcont.supervise import run_with_daemon
+
+            daemon_argv = list(opts.daemon_arg)
+            if opts.daemon_config:
+                daemon_argv += ["--config-dir", opts.daemon_config]
+            return run_with_daemon(container, cmd, daemon_argv)
         container.spawn(cmd)
         return exit_status(container.wait())
 

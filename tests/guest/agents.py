@@ -16,6 +16,8 @@ import json
 import os
 import select
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -116,9 +118,32 @@ def _handle(sock: socket.socket, msg: dict[str, Any]) -> bool:
             if hasattr(result, "__dict__"):
                 result = dict(result.__dict__)
             _send(sock, {"ok": result})
+    elif op == "sh":
+        done = subprocess.run(msg["argv"], capture_output=True, text=True, check=False)
+        _send(sock, {"rc": done.returncode, "out": done.stdout, "err": done.stderr})
+    elif op == "daemon":
+        _send(sock, _start_daemon(msg["fd"], msg["args"]))
+    elif op == "signal":
+        os.kill(msg["pid"], msg["sig"])
+        _, status = os.waitpid(msg["pid"], 0)
+        _send(sock, {"status": status})
     elif op == "exit":
         return False
     return True
+
+
+def _start_daemon(container_fd: int, args: list[str]) -> dict[str, Any]:
+    """request-key-daemon in this container, as kcont run --daemon starts it."""
+    os.set_inheritable(container_fd, True)
+    ready_r, ready_w = os.pipe()
+    log = open(f"/tmp/rkd-{os.getpid()}-{container_fd}.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "request_key_daemon.cli",
+                             "--container-fd", str(container_fd), "--ready-fd", str(ready_w),
+                             *args], pass_fds=(container_fd, ready_w), stderr=log)
+    os.close(ready_w)
+    ready = bool(select.select([ready_r], [], [], 60)[0]) and os.read(ready_r, 1) == b"R"
+    os.close(ready_r)
+    return {"pid": proc.pid, "ready": ready, "log": log.name}
 
 
 def _serve(sock: socket.socket) -> None:
@@ -224,6 +249,21 @@ class Agent:
         if "errno" in reply:
             raise OSError(reply["errno"], os.strerror(reply["errno"]), name)
         return reply["ok"]
+
+    def sh(self, *argv: str) -> dict[str, Any]:
+        """Run a command in the agent's container (and mount namespace)."""
+        reply, _ = self._call({"op": "sh", "argv": list(argv)})
+        return reply
+
+    def start_daemon(self, container_fd: int, *args: str) -> dict[str, Any]:
+        """Start request-key-daemon here for ``container_fd``; waits until ready."""
+        reply, _ = self._call({"op": "daemon", "fd": container_fd, "args": list(args)})
+        return reply
+
+    def kill(self, pid: int, sig: int) -> int:
+        """Signal a child of the agent (the daemon) and reap it; its wait status."""
+        reply, _ = self._call({"op": "signal", "pid": pid, "sig": sig})
+        return reply["status"]
 
     def stop(self) -> None:
         """Exit (as init, this kills the container) and reap."""

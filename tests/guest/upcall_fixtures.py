@@ -36,14 +36,14 @@ def unique(tag: str = "") -> str:
 
 
 @contextmanager
-def marking_helper() -> Iterator[Path]:
+def marking_helper(pattern: str = f"{MARK_PREFIX}*") -> Iterator[Path]:
     if os.readlink("/proc/self/ns/mnt") != os.readlink("/proc/1/ns/mnt"):
         raise RuntimeError("the test must run in the init mount namespace to reach the helper")
     MARK_SCRIPT.write_text('#!/bin/sh\necho "$2" >> /tmp/kcont-marks\n'
                            'exec /bin/keyctl instantiate "$1" marked "$4"\n')
     MARK_SCRIPT.chmod(0o755)
     original = Path("/etc/request-key.conf").read_text()
-    MARK_CONF.write_text(f"create * {MARK_PREFIX}* * {MARK_SCRIPT} %k %d %c %S\n" + original)
+    MARK_CONF.write_text(f"create * {pattern} * {MARK_SCRIPT} %k %d %c %S\n" + original)
     MARKS.write_text("")
     subprocess.run(["mount", "--bind", str(MARK_CONF), "/etc/request-key.conf"], check=True)
     try:

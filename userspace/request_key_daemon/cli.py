@@ -1,0 +1,112 @@
+"""``request-key-daemon``: the command line.
+
+Started by a container's init (``kcont run --daemon``) with the
+container's fd; or by hand for tests.  ``--check-policy`` replays a
+policy-debug log against a policy file and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import sys
+from pathlib import Path
+
+EXAMPLES = """examples:
+  request-key-daemon --container-fd 3              serve container fd 3, /etc config
+  request-key-daemon --container-fd 3 --config-dir /tmp/rk --type dns_resolver --pin uts,net
+  request-key-daemon --check-policy policy.toml decisions.jsonl
+"""
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="request-key-daemon", epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve a container's request_key upcalls inside the container.")
+    parser.add_argument("--container-fd", type=int, help="fd of the container to serve")
+    parser.add_argument("--config-dir", type=Path, default=Path("/etc"),
+                        help="where request-key.conf and request-key.d/ are (default /etc)")
+    parser.add_argument("--policy", type=Path, help="policy file (TOML); default: allow all")
+    parser.add_argument("--policy-debug", type=Path,
+                        help="append each decision's inputs as JSON lines here")
+    parser.add_argument("--type", action="append", dest="types",
+                        help="key type to intercept (repeat; default: *)")
+    parser.add_argument("--pin", default="",
+                        help="namespace kinds to pin, comma-separated (uts,net,...)")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--deadline", type=float, default=20.0,
+                        help="seconds a handler may take (default 20, below the kernel's 30)")
+    parser.add_argument("--ready-fd", type=int,
+                        help="write one byte here once serving (readiness for the launcher)")
+    parser.add_argument("--syslog", action="store_true", help="log to syslog, not stderr")
+    parser.add_argument("--check-policy", nargs=2, metavar=("POLICY", "INPUTS"),
+                        help="replay a --policy-debug log against POLICY and exit")
+    return parser
+
+
+def setup_logging(syslog: bool) -> None:
+    handler: logging.Handler = logging.handlers.SysLogHandler(address="/dev/log") \
+        if syslog else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("request-key-daemon: %(message)s"))
+    root = logging.getLogger("request-key-daemon")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def check_policy(policy_file: Path, inputs_file: Path) -> int:
+    from request_key_daemon.policy import Policy, PolicyError, replay
+
+    try:
+        policy = Policy.load(policy_file)
+        lines = inputs_file.read_text().splitlines()
+        results = replay(policy, lines)
+    except (OSError, PolicyError, ValueError, KeyError) as err:
+        print(f"request-key-daemon: {err}", file=sys.stderr)
+        return 2
+    changed = 0
+    for inputs, before, now in results:
+        verdict = "allow" if now.allowed else "deny"
+        mark = "" if now.allowed == before.allowed else "  (was " + \
+            ("allow" if before.allowed else "deny") + ")"
+        changed += bool(mark)
+        print(f"{verdict:5s} {inputs.op} {inputs.type}:{inputs.description} uid={inputs.uid} "
+              f"comm={inputs.comm} container={inputs.container_id}: {now.reason}{mark}")
+    print(f"{len(results)} decisions replayed, {changed} differ")
+    return 1 if changed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = make_parser().parse_args(argv)
+    if opts.check_policy:
+        return check_policy(Path(opts.check_policy[0]), Path(opts.check_policy[1]))
+    if opts.container_fd is None:
+        print("request-key-daemon: --container-fd is required", file=sys.stderr)
+        return 2
+    setup_logging(opts.syslog)
+    from kcont import upcalls
+    from request_key_daemon.daemon import Daemon
+    from request_key_daemon.policy import Policy, PolicyError
+    from request_key_daemon.serve import Server
+
+    try:
+        policy = Policy.load(opts.policy) if opts.policy else Policy.allow_all()
+        mask = upcalls.ns_mask([k for k in opts.pin.split(",") if k])
+        server = Server(opts.config_dir, policy, opts.deadline, decisions=opts.policy_debug)
+        daemon = Daemon(opts.container_fd, server, types=opts.types or ["*"], ns_mask=mask,
+                        workers=opts.workers, policy_path=opts.policy)
+    except (OSError, PolicyError, ValueError) as err:
+        print(f"request-key-daemon: {err}", file=sys.stderr)
+        return 1
+    daemon.install_signals()
+    if opts.ready_fd is not None:
+        os.write(opts.ready_fd, b"R")
+        os.close(opts.ready_fd)
+    daemon.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

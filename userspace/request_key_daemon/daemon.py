@@ -1,0 +1,179 @@
+"""The daemon: one interception record per key type for its container, a
+queue keyring it watches, and a bounded pool of workers serving what
+arrives there.
+
+The queue keyring lives in the user keyring of the daemon's uid, named
+after the container, so that a daemon restarted after a crash finds it,
+with whatever its predecessor left unserved, and serves that first.
+SIGTERM stops taking new work, lets the workers finish (each has its
+deadline), removes the records and exits; SIGHUP reloads the policy
+(the request-key.conf files are read for every request, as keyutils
+does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import select
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from kcont import upcalls
+from kcont.container import fdinfo
+from kcont.keys import USER, Key, Keyring
+from kcont.watch import KeyChange, KeyEvent, WatchQueue
+from request_key_daemon.policy import Policy, PolicyError
+from request_key_daemon.serve import Outcome, Server
+
+log = logging.getLogger("request-key-daemon")
+WATCH_ID = 0x6B
+
+
+def queue_name(container_id: int) -> str:
+    return f"request-key-daemon:{container_id}"
+
+
+class Daemon:
+    """Serves one container's upcalls; ``run()`` until ``stop()``."""
+
+    def __init__(self, container_fd: int, server: Server, *, types: Iterable[str] = ("*",),
+                 ns_mask: int = 0, workers: int = 4, policy_path: Path | None = None,
+                 on_outcome: Callable[[Outcome], None] | None = None) -> None:
+        self.container_fd = container_fd
+        self.container_id = int(fdinfo(container_fd)["id"])
+        self.server = server
+        self.types = tuple(types)
+        self.ns_mask = ns_mask
+        self.policy_path = policy_path
+        self.on_outcome = on_outcome
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="serve")
+        self.in_flight: set[int] = set()
+        self.lock = threading.Lock()
+        self.counts = {"served": 0, "instantiated": 0, "negated": 0, "rejected": 0, "gone": 0}
+        self.latencies: list[float] = []
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._stopping = False
+        self.queue = self._find_or_make_queue()
+        self.watch = WatchQueue()
+        self.watch.watch(self.queue.serial, WATCH_ID)
+        for key_type in self.types:
+            try:
+                upcalls.intercept(container_fd, key_type, ns_mask, self.queue.serial)
+            except OSError as err:
+                if err.errno != errno.EEXIST:   # a predecessor's record: keep it
+                    raise
+        log.info("serving container %d: types %s, ns mask %#x, queue keyring %d",
+                 self.container_id, ",".join(self.types), ns_mask, self.queue.serial)
+
+    def _find_or_make_queue(self) -> Keyring:
+        user = Keyring.special(USER, create=True)
+        try:
+            found = user.search("keyring", queue_name(self.container_id))
+        except OSError:
+            return user.add_keyring(queue_name(self.container_id))
+        return Keyring(found.serial)
+
+    # ------------------------------------------------------------ serving
+
+    def submit(self, auth: int) -> None:
+        with self.lock:
+            if auth in self.in_flight or self._stopping:
+                return
+            self.in_flight.add(auth)
+        future = self.pool.submit(self.server.serve, auth)
+        future.add_done_callback(lambda f, a=auth: self._done(a, f))
+
+    def _done(self, auth: int, future: Future[Outcome]) -> None:
+        try:
+            outcome = future.result()
+        except Exception:   # a bug in serving must not stop the daemon
+            log.exception("serving auth key %d failed", auth)
+            outcome = None
+        with contextlib.suppress(OSError):   # already gone with its request
+            Key(auth).unlink(self.queue)
+        with self.lock:
+            self.in_flight.discard(auth)
+            if outcome is not None:
+                self.counts["served"] += 1
+                word = outcome.result.split()[0]
+                key = {"answered": "instantiated"}.get(word, word)
+                if key in self.counts:
+                    self.counts[key] += 1
+                self.latencies.append(outcome.seconds)
+                del self.latencies[:-1000]
+        if outcome is not None:
+            log.info("%s", outcome.line())
+            if self.on_outcome:
+                self.on_outcome(outcome)
+
+    def serve_backlog(self) -> int:
+        """Serve what is already in the queue (a predecessor's leftovers)."""
+        waiting = [key.serial for key in self.queue.linked()]
+        for auth in waiting:
+            self.submit(auth)
+        return len(waiting)
+
+    # --------------------------------------------------------------- loop
+
+    def reload(self) -> None:
+        """SIGHUP: take the policy file again; a bad one keeps the old policy."""
+        if self.policy_path is None:
+            return
+        try:
+            self.server.policy = Policy.load(self.policy_path)
+        except PolicyError as err:
+            log.error("reload refused, keeping the current policy: %s", err)
+            return
+        log.info("policy reloaded from %s", self.policy_path)
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"x")
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.wake()
+
+    def run(self, extra_fds: dict[int, Callable[[], None]] | None = None) -> None:
+        extra = extra_fds or {}
+        backlog = self.serve_backlog()
+        if backlog:
+            log.info("serving %d requests left in the queue", backlog)
+        while not self._stopping:
+            ready, _, _ = select.select([self.watch, self._wake_r, *extra], [], [])
+            if self.watch.fileno() in [getattr(r, "fileno", lambda r=r: r)() for r in ready]:
+                for event in self.watch.read():
+                    if isinstance(event, KeyEvent) and event.change is KeyChange.LINKED:
+                        self.submit(event.aux)
+                    elif not isinstance(event, KeyEvent):
+                        self.serve_backlog()      # lost notifications: rescan
+            for fd in ready:
+                if isinstance(fd, int) and fd in extra:
+                    extra[fd]()
+            if self._wake_r in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_r, 64)
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        log.info("stopping: %d in flight", len(self.in_flight))
+        self.pool.shutdown(wait=True)
+        try:
+            removed = sum(upcalls.remove_intercepts(self.container_fd, t, self.ns_mask)
+                          for t in self.types)
+        except OSError as err:
+            log.warning("removing the records: %s", err)
+            removed = 0
+        log.info("removed %d records; exiting", removed)
+        self.watch.close()
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
+        signal.signal(signal.SIGHUP, lambda *_: (self.reload(), self.wake()))
