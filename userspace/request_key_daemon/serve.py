@@ -62,14 +62,17 @@ def comm_of(pid: int) -> str:
         return ""
 
 
-def run_exec(action: conf.Action, target: int, auth: int, deadline: float) -> None:
+def run_exec(action: conf.Action, target: int, deadline: float) -> None:
     """Run a plain program as /sbin/request-key does: in a session keyring of
     its own holding the auth key, with the authority assumed, so that
     ``keyctl instantiate %k ...`` works unchanged."""
     def prepare() -> None:
-        session = Keyring.join_session()
-        Key(auth).link(session)
+        # As keyutils' request-key: the authority first, which makes the
+        # auth key reachable (and possessed) as @-7 in the new session.
         check("keyctl_assume_authority", lib.keyctl_assume_authority(target))
+        Keyring.join_session()
+        check("keyctl_link", lib.keyctl_link(lib.KEY_SPEC_REQKEY_AUTH_KEY,
+                                             lib.KEY_SPEC_SESSION_KEYRING))
 
     try:
         proc = subprocess.run([action.program, *action.argv[1:]], executable=action.program,
@@ -116,14 +119,14 @@ class Server:
             with assume_authority(target) as authkey:
                 callout = authkey.read().decode(errors="replace")
                 described = Key(target).describe()
-                return self._answer(query, auth, callout, described.type,
+                return self._answer(query, callout, described.type,
                                     described.description, requester, start)
         except OSError as err:
             # The authority could not be assumed: the request ended meanwhile.
             return Outcome(target, "?", "?", requester, "-", "-", f"gone ({err.strerror})",
                            time.monotonic() - start)
 
-    def _answer(self, query: upcalls.AuthRequest, auth: int, callout: str, key_type: str,
+    def _answer(self, query: upcalls.AuthRequest, callout: str, key_type: str,
                 description: str, requester: str, start: float) -> Outcome:
         target = query.target_key
 
@@ -159,7 +162,7 @@ class Server:
                 instantiate(target, handlers.run_pipe(action.program, action.argv, callout,
                                                       self.deadline))
             else:
-                run_exec(action, target, auth, self.deadline)
+                run_exec(action, target, self.deadline)
                 # The kernel's helper path negates a key its helper left
                 # pending; so do we.
                 if _negate_if_pending(target):
