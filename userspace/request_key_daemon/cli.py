@@ -42,6 +42,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ready-fd", type=int,
                         help="write one byte here once serving (readiness for the launcher)")
     parser.add_argument("--syslog", action="store_true", help="log to syslog, not stderr")
+    parser.add_argument("--control", type=Path,
+                        help="control socket (default /run/request-key-daemon-<id>.sock)")
+    parser.add_argument("--ctl", nargs="+", metavar=("SOCKET", "CMD"),
+                        help="client: send CMD (status, stats, reload, set-policy PATH) "
+                             "to the daemon at SOCKET and print the answer")
     parser.add_argument("--check-policy", nargs=2, metavar=("POLICY", "INPUTS"),
                         help="replay a --policy-debug log against POLICY and exit")
     return parser
@@ -82,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = make_parser().parse_args(argv)
     if opts.check_policy:
         return check_policy(Path(opts.check_policy[0]), Path(opts.check_policy[1]))
+    if opts.ctl:
+        return ctl(opts.ctl)
     if opts.container_fd is None:
         print("request-key-daemon: --container-fd is required", file=sys.stderr)
         return 2
@@ -100,12 +107,46 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, PolicyError, ValueError) as err:
         print(f"request-key-daemon: {err}", file=sys.stderr)
         return 1
+    from request_key_daemon.control import ControlServer
+
+    path = opts.control or Path(f"/run/request-key-daemon-{daemon.container_id}.sock")
+    try:
+        control = ControlServer(path, daemon.control)
+    except OSError as err:
+        print(f"request-key-daemon: control socket {path}: {err.strerror}", file=sys.stderr)
+        return 1
     daemon.install_signals()
     if opts.ready_fd is not None:
         os.write(opts.ready_fd, b"R")
         os.close(opts.ready_fd)
-    daemon.run()
+    try:
+        daemon.run({control.fileno(): control.handle_ready})
+    finally:
+        control.close()
     return 0
+
+
+def ctl(args: list[str]) -> int:
+    import json
+
+    from request_key_daemon.control import ProtocolError, request
+
+    if len(args) < 2:
+        print("request-key-daemon: --ctl SOCKET CMD [PATH]", file=sys.stderr)
+        return 2
+    message: dict = {"cmd": args[1]}
+    if args[1] == "set-policy":
+        if len(args) != 3:
+            print("request-key-daemon: set-policy needs a PATH", file=sys.stderr)
+            return 2
+        message["path"] = str(Path(args[2]).resolve())
+    try:
+        answer = request(Path(args[0]), message)
+    except (OSError, ProtocolError) as err:
+        print(f"request-key-daemon: {args[0]}: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=1, sort_keys=True))
+    return 0 if answer.get("ok") else 1
 
 
 if __name__ == "__main__":

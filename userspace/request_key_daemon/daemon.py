@@ -29,7 +29,7 @@ from kcont.container import fdinfo
 from kcont.keys import USER, Key, Keyring
 from kcont.watch import KeyChange, KeyEvent, WatchQueue
 from request_key_daemon.policy import Policy, PolicyError
-from request_key_daemon.serve import Outcome, Server
+from request_key_daemon.serve import Outcome, Server, comm_of
 
 log = logging.getLogger("request-key-daemon")
 WATCH_ID = 0x6B
@@ -121,16 +121,54 @@ class Daemon:
 
     # --------------------------------------------------------------- loop
 
-    def reload(self) -> None:
-        """SIGHUP: take the policy file again; a bad one keeps the old policy."""
+    def reload(self) -> str | None:
+        """SIGHUP: take the policy file again; a bad one keeps the old policy.
+        Returns the error, None if reloaded (or nothing to reload)."""
         if self.policy_path is None:
-            return
+            return None
         try:
             self.server.policy = Policy.load(self.policy_path)
         except PolicyError as err:
             log.error("reload refused, keeping the current policy: %s", err)
-            return
+            return str(err)
         log.info("policy reloaded from %s", self.policy_path)
+        return None
+
+    def control(self, request: dict, who: tuple[int, int, int]) -> dict:
+        """Answer one control-socket request (see control.py)."""
+        cmd = request["cmd"]
+        with self.lock:
+            in_flight = len(self.in_flight)
+            counts = dict(self.counts)
+            latencies = sorted(self.latencies)
+        if cmd == "status":
+            return {"container": self.container_id, "queue": self.queue.serial,
+                    "types": list(self.types), "ns_mask": self.ns_mask,
+                    "in_flight": in_flight, "policy": self.server.policy.source}
+        if cmd == "stats":
+            def pct(q: float) -> float | None:
+                return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+                             * 1000, 2) if latencies else None
+            return {"counts": counts, "in_flight": in_flight,
+                    "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "max": pct(1.0)}}
+        if cmd == "reload":
+            error = self.reload()
+            if error:
+                raise ValueError(error)
+            return {"policy": self.server.policy.source}
+        # set-policy: the current policy decides whether it may be replaced.
+        pid, uid, _ = who
+        decision = self.server.policy.check_update(request["path"], uid, comm_of(pid),
+                                                   self.container_id,
+                                                   self.server.container_name)
+        if not decision.allowed:
+            log.warning("set-policy %s by uid %d refused: %s", request["path"], uid,
+                        decision.reason)
+            raise PermissionError(f"refused by the current policy: {decision.reason}")
+        new = Policy.load(Path(request["path"]))
+        self.server.policy, self.policy_path = new, Path(request["path"])
+        log.info("policy set to %s by uid %d", new.source, uid)
+        return {"policy": new.source}
 
     def wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -145,16 +183,17 @@ class Daemon:
         backlog = self.serve_backlog()
         if backlog:
             log.info("serving %d requests left in the queue", backlog)
+        watch_fd = self.watch.fileno()
         while not self._stopping:
-            ready, _, _ = select.select([self.watch, self._wake_r, *extra], [], [])
-            if self.watch.fileno() in [getattr(r, "fileno", lambda r=r: r)() for r in ready]:
+            ready, _, _ = select.select([watch_fd, self._wake_r, *extra], [], [])
+            if watch_fd in ready:
                 for event in self.watch.read():
                     if isinstance(event, KeyEvent) and event.change is KeyChange.LINKED:
                         self.submit(event.aux)
                     elif not isinstance(event, KeyEvent):
                         self.serve_backlog()      # lost notifications: rescan
             for fd in ready:
-                if isinstance(fd, int) and fd in extra:
+                if fd in extra:
                     extra[fd]()
             if self._wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
