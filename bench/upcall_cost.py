@@ -21,8 +21,12 @@ and on the patched kernel only:
   ``shallow``: a container with one record.  Both end rejected, so the
   difference is the walk.
 
-Medians per round, reported as ratios (patched/unpatched, and within the
-patched guest); absolute times are printed but never compared across
+Each kernel is booted ``--pairs`` times, alternately (A B A B), and each
+guest also times a pure user-space loop, by which every round is
+normalised: under TCG a whole boot can run some percent faster or slower
+than another, which is not the kernel's doing.  Reported: patched over
+unpatched, normalised and raw, median over the pairs; ratios within the
+patched guest.  Absolute times are printed but never compared across
 runs.  Results: bench/results/upcall_cost.json, plotted by bench/plots.py.
 """
 
@@ -116,8 +120,14 @@ def guest(opts: argparse.Namespace) -> dict:
     session.add("user", "kcont-bench:existing", b"x")
     n, rounds = opts.iterations, opts.rounds
     patched = Path("/proc/sys/kernel/keys/intercept_timeout").exists()
-    samples: dict[str, list[float]] = {"existing": [], "classic": []}
+    samples: dict[str, list[float]] = {"existing": [], "classic": [], "calib": []}
+
+    def calibration() -> int:
+        return sum(range(200))
+
     for _ in range(rounds):
+        # Pure user-space work: how fast this boot's emulated CPU runs.
+        samples["calib"].append(per_call(calibration, n * 10))
         samples["existing"].append(per_call(
             lambda: request_key("user", "kcont-bench:existing"), n * 10))
         samples["classic"].append(per_call(
@@ -190,17 +200,36 @@ def boot_and_measure(bzimage: Path, opts: argparse.Namespace) -> dict:
     return json.loads(result_file.read_text())
 
 
-def ratios(base: dict, patched: dict) -> dict:
-    def paired(name: str) -> float:
-        pairs = zip(patched["per_round_us"][name], base["per_round_us"][name], strict=True)
-        return round(statistics.median(p / b for p, b in pairs), 3)
+def normalised(run: dict, name: str) -> list[float]:
+    """Each round's time divided by the same round's calibration loop, so
+    that a boot whose emulated CPU runs slower overall does not count."""
+    return [t / c for t, c in zip(run["per_round_us"][name], run["per_round_us"]["calib"],
+                                  strict=True)]
 
-    within = patched["median_us"]
+
+def ratios(bases: list[dict], patcheds: list[dict]) -> dict:
+    """Patched/unpatched per pair of boots (raw and normalised), median over
+    the pairs; the within-patched ratios from every patched boot."""
+    def cross(name: str, norm: bool) -> float:
+        values = []
+        for base, patched in zip(bases, patcheds, strict=True):
+            b = normalised(base, name) if norm else base["per_round_us"][name]
+            p = normalised(patched, name) if norm else patched["per_round_us"][name]
+            values.append(statistics.median(p) / statistics.median(b))
+        return round(statistics.median(values), 3)
+
+    def within(num: str, den: str) -> float:
+        return round(statistics.median(p["median_us"][num] / p["median_us"][den]
+                                       for p in patcheds), 4)
+
     return {
-        "existing_patched_over_unpatched": paired("existing"),
-        "classic_patched_over_unpatched": paired("classic"),
-        "rejected_over_classic": round(within["rejected"] / within["classic"], 3),
-        "deep_over_shallow": round(within["deep"] / within["shallow"], 3),
+        "existing_patched_over_unpatched": cross("existing", True),
+        "classic_patched_over_unpatched": cross("classic", True),
+        "existing_raw": cross("existing", False),
+        "classic_raw": cross("classic", False),
+        "calib_patched_over_unpatched": cross("calib", False),
+        "rejected_over_classic": within("rejected", "classic"),
+        "deep_over_shallow": within("deep", "shallow"),
     }
 
 
@@ -208,6 +237,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=100, help="per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=2, help="boots of each kernel, alternated")
     parser.add_argument("--guest", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.guest:
@@ -222,9 +252,13 @@ def main() -> int:
 
     base_image = build_base_perf(print)
     patched_image = kbuild.build("perf").bzimage
-    base = boot_and_measure(base_image, opts)
-    patched = boot_and_measure(patched_image, opts)
-    report = {"unpatched": base, "patched": patched, "ratios": ratios(base, patched),
+    bases, patcheds = [], []
+    for _ in range(opts.pairs):     # A B A B: boot-to-boot drift hits both
+        bases.append(boot_and_measure(base_image, opts))
+        patcheds.append(boot_and_measure(patched_image, opts))
+    report = {"unpatched": bases[0], "patched": patcheds[0], "boots": {
+                  "unpatched": bases, "patched": patcheds},
+              "ratios": ratios(bases, patcheds),
               "targets": {"existing_patched_over_unpatched": 1.02,
                           "classic_patched_over_unpatched": 1.02}}
     out = ROOT / "bench" / "results" / "upcall_cost.json"

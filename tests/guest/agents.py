@@ -274,3 +274,14 @@ class Agent:
                 raise
         self.sock.close()
         os.waitpid(self.pid, 0)
+
+
+def request_in(container: Container | None, key_type: str, desc: str,
+               callout: str | None = "x") -> dict[str, Any]:
+    """One request_key() from a new member of ``container`` (None: the
+    caller's container), with an agent that lives just for it."""
+    agent = Agent(container)
+    try:
+        return agent.request(key_type, desc, callout=callout).result()
+    finally:
+        agent.stop()

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from agents import Agent
+from agents import Agent, request_in
 from upcall_fixtures import marked, marking_helper, serve, sysctl, unique, wait_queued
 
 from kcont import upcalls
@@ -44,11 +44,7 @@ def test_capabilities_announce_the_new_operations() -> None:
 def test_untrusted_without_record_is_rejected_at_once_and_no_helper_runs() -> None:
     desc = unique("untrusted")
     with Container("kcont-untrusted", trusted=False) as box:
-        agent = Agent(box)
-        try:
-            result = agent.request("user", desc).result()
-        finally:
-            agent.stop()
+        result = request_in(box, "user", desc)
     assert result["errno"] == errno.ENOKEY, result
     assert result["elapsed"] < 2.0, result
     assert desc not in marked()
@@ -57,22 +53,14 @@ def test_untrusted_without_record_is_rejected_at_once_and_no_helper_runs() -> No
 def test_trusted_without_record_falls_back_to_the_helper() -> None:
     desc = unique("trusted")
     with Container("kcont-trusted", trusted=True) as box:
-        agent = Agent(box)
-        try:
-            result = agent.request("user", desc).result()
-        finally:
-            agent.stop()
+        result = request_in(box, "user", desc)
     assert result.get("payload") == "marked", result
     assert desc in marked()
 
 
 def test_init_container_requests_use_the_helper() -> None:
     desc = unique("init")
-    agent = Agent()
-    try:
-        result = agent.request("user", desc).result()
-    finally:
-        agent.stop()
+    result = request_in(None, "user", desc)
     assert result.get("payload") == "marked", result
     assert desc in marked()
 
@@ -165,11 +153,7 @@ def test_unserved_request_times_out(queue: Keyring) -> None:
     with sysctl("kernel.keys.intercept_timeout", "2"), \
             Container("kcont-timeout", trusted=False) as box:
         box.intercept("user", queue=queue.serial)
-        agent = Agent(box)
-        try:
-            result = agent.request("user", unique("timeout")).result()
-        finally:
-            agent.stop()
+        result = request_in(box, "user", unique("timeout"))
     assert result.get("errno") == errno.ETIMEDOUT, result
     assert 1.5 <= result["elapsed"] < 15, result
 

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from agents import Agent
+from agents import Agent, request_in
 from upcall_fixtures import serve, sysctl, unique, wait_queued
 
 from kcont import upcalls
@@ -156,11 +156,7 @@ def test_delivery_to_a_revoked_queue_fails_with_ekeyrevoked(queue: Keyring) -> N
     with Container("kcont-err-rq", trusted=True) as box:
         box.intercept("user", queue=queue.serial)
         queue.revoke()
-        agent = Agent(box)
-        try:
-            result = agent.request("user", unique("revoked-q")).result()
-        finally:
-            agent.stop()
+        result = request_in(box, "user", unique("revoked-q"))
     assert result.get("errno") == errno.EKEYREVOKED, result
 
 
