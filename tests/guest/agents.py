@@ -27,7 +27,7 @@ from typing import Any
 from containers import ns_inodes
 
 from kcont.container import Container, create_raw, unshare
-from kcont.keys import request_key
+from kcont.keys import Keyring, request_key
 
 MSG_MAX = 65536
 
@@ -66,7 +66,11 @@ def _requester(wfd: int, msg: dict[str, Any]) -> None:
     out = os.fdopen(wfd, "w", buffering=1)
     if msg.get("unshare"):
         unshare(msg["unshare"])
-    out.write(json.dumps({"ns": ns_inodes(), "pid": os.getpid()}) + "\n")
+    # A session keyring of its own, as keyutils' tests use: without one the
+    # key would land in the user-session keyring, which every uid-0 member of
+    # every container without a user namespace shares.
+    session = Keyring.join_session().serial
+    out.write(json.dumps({"ns": ns_inodes(), "pid": os.getpid(), "session": session}) + "\n")
     descs = msg["descs"]
     lock = threading.Lock()
 
@@ -169,11 +173,13 @@ class Pending:
     pid: int
     count: int
     ns: dict[str, int] | None = None
+    session: int = 0
     buffer: bytes = b""
 
     def namespaces(self, timeout: float = 120.0) -> dict[str, int]:
         if self.ns is None:
-            self.ns = json.loads(self._line(timeout))["ns"]
+            first = json.loads(self._line(timeout))
+            self.ns, self.session = first["ns"], first["session"]
         return self.ns
 
     def _line(self, timeout: float) -> str:

@@ -143,7 +143,7 @@ def test_query_maps_ids_and_pid_into_the_callers_namespaces(queue: Keyring) -> N
     assert (outside.operation, outside.fsuid, outside.fsgid) == ("create", 0, 0)
     assert outside.requester_pid == result["tid"]      # the requesting thread
     assert outside.container_id == box_id and outside.spare_is_zero
-    assert outside.target_key > 0 and outside.session_keyring == 0
+    assert outside.target_key > 0 and outside.session_keyring == pending.session
     # The daemon's user namespace maps nothing, its pid namespace sees nobody.
     assert (inside["fsuid"], inside["fsgid"], inside["requester_pid"]) == (65534, 65534, 0)
     assert inside["container_id"] == box_id and inside["target_key"] == outside.target_key
