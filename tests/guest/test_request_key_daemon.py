@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import signal
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ CONFIG = textwrap.dedent("""\
     create dns_resolver *            *  /sbin/key.dns_resolver %k
     create user         kcont-rkd:*  *  |/bin/cat
     create user         kcont-st:*   *  @static from-the-daemon
-    create user         kcont-ki:*   *  /bin/keyctl instantiate %k %c-by-keyctl %S
+    create user         kcont-ki:*   *  /bin/keyctl instantiate %k %c %S
     create user         kcont-neg:*  *  /bin/keyctl negate %k 30 %S
     """)
 
@@ -82,7 +83,7 @@ def test_each_container_resolves_through_its_own_daemon(tmp_path: Path) -> None:
 @pytest.mark.parametrize("prefix,expect", [
     ("kcont-rkd:", ("payload", "the-callout")),              # |pipe program
     ("kcont-st:", ("payload", "from-the-daemon")),           # built-in, no fork
-    ("kcont-ki:", ("payload", "the-callout-by-keyctl")),     # exec'd keyctl instantiate
+    ("kcont-ki:", ("payload", "the-callout")),               # exec'd keyctl instantiate
     ("kcont-neg:", ("errno", errno.ENOKEY)),                 # exec'd keyctl negate
     ("kcont-none:", ("errno", errno.ENOKEY)),                # no line matches
 ])
@@ -96,3 +97,70 @@ def test_handlers(tmp_path: Path, prefix: str, expect: tuple[str, object]) -> No
     field, value = expect
     assert result.get(field) == value, (result, log)
     assert desc not in marked()
+
+
+FAULTY = textwrap.dedent("""\
+    create user kcont-hang:*  * |/bin/sleep 1000
+    create user kcont-crash:* * |{dir}/crash.sh
+    create user kcont-big:*   * |{dir}/big.sh
+    create user kcont-bad:*   * |/bin/cat %Z
+    create user kcont-slow:*  * |{dir}/slow.sh
+    create user kcont-ok:*    * @static still-serving
+    """)
+
+
+def _faulty(tmp: Path, *daemon_args: str) -> tuple[Container, Agent, dict, Path]:
+    confdir = tmp / "rk-faulty"
+    confdir.mkdir(exist_ok=True)
+    for name, body in (("crash.sh", "kill -SEGV $$"), ("big.sh", "head -c 1048576 /dev/zero"),
+                       ("slow.sh", "sleep 4; cat")):
+        script = confdir / name
+        script.write_text(f"#!/bin/sh\n{body}\n")
+        script.chmod(0o755)
+    (confdir / "request-key.conf").write_text(FAULTY.format(dir=confdir))
+    box = Container("kcont-rkd-faults", trusted=False)
+    agent = Agent(box)
+    daemon = agent.start_daemon(box.fd, "--config-dir", str(confdir), *daemon_args)
+    assert daemon["ready"], Path(daemon["log"]).read_text()
+    return box, agent, daemon, confdir
+
+
+@pytest.mark.parametrize("prefix,bound", [
+    ("kcont-hang:", 15.0),     # killed at the daemon's --deadline (3 s here)
+    ("kcont-crash:", 10.0),    # SIGSEGV
+    ("kcont-big:", 10.0),      # 1 MiB on stdout, over keyutils' 32 KiB
+    ("kcont-bad:", 10.0),      # %Z: a configuration error on the matched line
+])
+def test_a_failing_handler_is_negated_and_the_daemon_keeps_serving(
+        tmp_path: Path, prefix: str, bound: float) -> None:
+    box, agent, daemon, _ = _faulty(tmp_path, "--deadline", "3")
+    try:
+        failed = agent.request("user", prefix + unique()).result()
+        after = agent.request("user", "kcont-ok:" + unique()).result()
+    finally:
+        log = _stop(box, agent, daemon)
+    assert failed.get("errno") == errno.ENOKEY and failed["elapsed"] < bound, (failed, log)
+    assert after.get("payload") == "still-serving", (after, log)
+
+
+def test_kill_9_then_a_restart_serves_what_was_queued(tmp_path: Path) -> None:
+    """Requests in flight when the daemon is SIGKILLed stay queued (the
+    kernel's timeout bounds them); a new daemon finds the queue keyring by
+    name and serves them."""
+    box, agent, daemon, confdir = _faulty(tmp_path)
+    try:
+        pending = agent.request("user", ["kcont-slow:" + unique() for _ in range(3)],
+                                callout="queued")
+        pending.namespaces()
+        time.sleep(1.0)                       # the daemon has them in hand
+        agent.kill(daemon["pid"], signal.SIGKILL)
+        second = agent.start_daemon(box.fd, "--config-dir", str(confdir))
+        assert second["ready"], Path(second["log"]).read_text()
+        results = pending.results(timeout=60)
+        log = Path(second["log"]).read_text()
+        agent.kill(second["pid"], signal.SIGTERM)
+    finally:
+        agent.stop()
+        box.close()
+    assert [r.get("payload") for r in results] == ["queued"] * 3, (results, log)
+    assert "serving 3 requests left in the queue" in log, log
