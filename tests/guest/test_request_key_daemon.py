@@ -164,3 +164,21 @@ def test_kill_9_then_a_restart_serves_what_was_queued(tmp_path: Path) -> None:
         box.close()
     assert [r.get("payload") for r in results] == ["queued"] * 3, (results, log)
     assert "serving 3 requests left in the queue" in log, log
+
+
+def test_kcont_run_daemon_serves_the_command_and_stops(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    confdir = tmp_path / "rk-run"
+    confdir.mkdir()
+    (confdir / "request-key.conf").write_text("create user kcont-st:* * @static via-kcont-run\n")
+    script = ("from kcont.keys import Keyring, request_key; Keyring.join_session(); "
+              "print(request_key('user', 'kcont-st:run', 'x').read().decode())")
+    kcont = Path(sys.executable).parent / "kcont"
+    done = subprocess.run([str(kcont), "run", "--untrusted", "--daemon", "--daemon-config",
+                           str(confdir), "--", sys.executable, "-c", script],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "via-kcont-run", done
+    assert "type=user desc='kcont-st:run'" in done.stderr and "removed 1 records" in done.stderr
