@@ -182,3 +182,26 @@ def test_kcont_run_daemon_serves_the_command_and_stops(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "via-kcont-run", done
     assert "type=user desc='kcont-st:run'" in done.stderr and "removed 1 records" in done.stderr
+
+
+def test_sigterm_with_100_in_flight_answers_or_fails_every_one(tmp_path: Path) -> None:
+    """SIGTERM stops taking work, finishes what it took and removes its
+    record, which fails whatever was still queued: nobody is left waiting."""
+    box, agent, daemon, _ = _faulty(tmp_path, "--workers", "2")
+    try:
+        pending = agent.request("user", ["kcont-ok:" + unique() for _ in range(100)])
+        pending.namespaces()
+        time.sleep(2.0)
+        status = agent.kill(daemon["pid"], signal.SIGTERM)
+        start = time.monotonic()
+        results = pending.results(timeout=60)
+        took = time.monotonic() - start
+        log = Path(daemon["log"]).read_text()
+    finally:
+        agent.stop()
+        box.close()
+    assert status == 0, log
+    outcomes = [r.get("payload") or r.get("errno") for r in results]
+    assert set(outcomes) <= {"still-serving", errno.ENOKEY}, outcomes
+    assert len(outcomes) == 100 and took < 30, (took, log)
+    assert "removed 1 records" in log
