@@ -39,3 +39,28 @@ echo "exit status of kcont run: $?"
 echo
 echo "== interception: two containers, one record each, each key reaches its own queue =="
 "$(dirname "$(command -v kcont)")/python" "$(dirname "$0")/demo_intercept.py"
+
+echo
+echo "== request-key-daemon: dns_resolver served inside each container =="
+demo=$(mktemp -d /tmp/kcont-demo.XXXXXX)
+mkdir -p "$demo/conf"
+echo "create dns_resolver * * /sbin/key.dns_resolver %k" > "$demo/conf/request-key.conf"
+cat > "$demo/ask.sh" <<'ASK'
+#!/bin/sh
+# In the container: its own /etc/hosts, then the request.
+mount --make-rprivate /
+mount --bind "$1" /etc/hosts
+hostname "$2"
+exec keyctl session - sh -c 'id=$(keyctl request2 dns_resolver db.internal "" @s) &&
+    echo "in $(hostname): dns_resolver db.internal -> $(keyctl pipe "$id")"'
+ASK
+chmod +x "$demo/ask.sh"
+for box in red:10.1.0.1 blue:10.2.0.2; do
+    name=${box%%:*} addr=${box#*:}
+    printf '127.0.0.1 localhost\n%s db.internal\n' "$addr" > "$demo/hosts-$name"
+    echo "\$ kcont run --name $name --ns mnt,net,uts --untrusted --daemon --daemon-config $demo/conf -- ask.sh"
+    kcont run --name "$name" --ns mnt,net,uts --untrusted --daemon \
+        --daemon-config "$demo/conf" -- "$demo/ask.sh" "$demo/hosts-$name" "$name-box" 2>&1 |
+        grep -v "^request-key-daemon: \(stopping\|removed\|serving container\)"
+done
+rm -rf "$demo"

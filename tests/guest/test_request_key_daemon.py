@@ -141,6 +141,8 @@ def test_a_failing_handler_is_negated_and_the_daemon_keeps_serving(
         log = _stop(box, agent, daemon)
     assert failed.get("errno") == errno.ENOKEY and failed["elapsed"] < bound, (failed, log)
     assert after.get("payload") == "still-serving", (after, log)
+    if prefix == "kcont-bad:":     # the error names the file and the line
+        assert "request-key.conf:4" in log and "config error" in log, log
 
 
 def test_kill_9_then_a_restart_serves_what_was_queued(tmp_path: Path) -> None:
@@ -205,3 +207,21 @@ def test_sigterm_with_100_in_flight_answers_or_fails_every_one(tmp_path: Path) -
     assert set(outcomes) <= {"still-serving", errno.ENOKEY}, outcomes
     assert len(outcomes) == 100 and took < 30, (took, log)
     assert "removed 1 records" in log
+
+
+def test_a_policy_that_denies_rejects_with_its_reason(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('default = "allow"\n[[rule]]\naction = "deny"\n'
+                      'description = "kcont-ok:secret*"\nreason = "no secrets here"\n')
+    box, agent, daemon, _ = _faulty(tmp_path, "--policy", str(policy),
+                                    "--policy-debug", str(tmp_path / "decisions.jsonl"))
+    try:
+        denied = agent.request("user", "kcont-ok:secret-" + unique()).result()
+        allowed = agent.request("user", "kcont-ok:" + unique()).result()
+    finally:
+        log = _stop(box, agent, daemon)
+    assert denied.get("errno") == errno.EKEYREJECTED, (denied, log)
+    assert allowed.get("payload") == "still-serving", (allowed, log)
+    assert "decision=deny (no secrets here)" in log
+    decisions = (tmp_path / "decisions.jsonl").read_text().splitlines()
+    assert len(decisions) == 2 and '"allowed": false' in decisions[0]

@@ -62,6 +62,8 @@ def test_live_socket_answers_and_survives_a_truncated_message(tmp_path: Path) ->
             sock.connect(str(tmp_path / "ctl.sock"))
             sock.sendall(b" " * (MAX_MESSAGE + 100))      # one message, too long
             assert b"longer than" in sock.recv(MAX_MESSAGE + 1)
+            sock.sendall(b"\x00\xffgarbage{")               # not JSON
+            assert b"not JSON" in sock.recv(MAX_MESSAGE + 1)
             sock.sendall(encode({"cmd": "status"}))         # the next one still works
             assert b'"echo": "status"' in sock.recv(MAX_MESSAGE + 1)
         assert request(tmp_path / "ctl.sock", {"cmd": "stats"}) == {"ok": True, "echo": "stats"}
