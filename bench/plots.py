@@ -5,6 +5,7 @@ USAGE: .venv/bin/python bench/plots.py
 - bench/results/boot_phases.json -> docs/img/boot-phases.svg
 - test-results/keyutils.json     -> docs/img/keyutils-times.svg
 - bench/results/upcall_cost.json -> docs/img/upcall-cost.svg
+- bench/results/upcall.json      -> docs/img/upcall.svg
 A missing input is reported and its plot left as it was.
 """
 
@@ -88,11 +89,32 @@ def upcall_cost(src: Path, out: Path) -> None:
     fig.savefig(out)
 
 
+def upcall_paths(src: Path, out: Path) -> None:
+    results = json.loads(src.read_text())["results"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for path, by_conc in results.items():
+        conc = sorted(by_conc, key=int)
+        left.plot([int(c) for c in conc], [by_conc[c]["p50_ms"] for c in conc], "o-",
+                  label=path)
+        right.plot([int(c) for c in conc], [by_conc[c]["per_s"] for c in conc], "o-",
+                   label=path)
+    for ax, label in ((left, "p50 latency (ms)"), (right, "requests per second")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("concurrent requesters")
+        ax.set_ylabel(label)
+    left.legend(fontsize=8)
+    fig.suptitle("serving a request_key upcall (perf kernel, TCG)")
+    fig.tight_layout()
+    fig.savefig(out)
+
+
 def main() -> int:
     IMG.mkdir(parents=True, exist_ok=True)
     jobs = [(boot_phases, ROOT / "bench/results/boot_phases.json", IMG / "boot-phases.svg"),
             (keyutils_times, ROOT / "test-results/keyutils.json", IMG / "keyutils-times.svg"),
-            (upcall_cost, ROOT / "bench/results/upcall_cost.json", IMG / "upcall-cost.svg")]
+            (upcall_cost, ROOT / "bench/results/upcall_cost.json", IMG / "upcall-cost.svg"),
+            (upcall_paths, ROOT / "bench/results/upcall.json", IMG / "upcall.svg")]
     for plot, src, out in jobs:
         if not src.exists():
             print(f"skipped {out.name}: {src} not found")

@@ -1,0 +1,197 @@
+"""Serving an upcall: the classic helper against request-key-daemon.
+
+USAGE: .venv/bin/python bench/upcall.py [--profile perf]
+
+Boots the kernel once and runs this file in the guest (``--guest``), which
+measures, side by side, request_key() latency and throughput at 1, 8 and
+64 concurrent requesters (threads, each request a new description) for:
+
+- ``classic``: /sbin/request-key running ``keyctl instantiate`` (a line
+  bind-mounted over the guest's /etc/request-key.conf);
+- ``daemon-exec``: request-key-daemon in an untrusted container, the same
+  ``keyctl instantiate`` line, exec'd per request;
+- ``daemon-builtin``: the same daemon, an ``@static`` line: no fork;
+- ``floor``: no upcall at all: add_key() of the same payload and a read,
+  the kernel work of making the key with nobody to wake.
+
+Writes bench/results/upcall.json; bench/plots.py draws docs/img/upcall.svg.
+Targets: daemon-builtin p50 at least 20x below classic, and within 3x of
+the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONCURRENCY = (1, 8, 64)
+REQUESTS = {1: 20, 8: 40, 64: 128}
+LINE = "/bin/keyctl instantiate %k %c %S"
+_names = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{os.getpid()}-{next(_names)}"
+
+
+def load(one: Callable[[str], None], prefix: str, concurrency: int) -> dict:
+    """Run REQUESTS[concurrency] requests from ``concurrency`` threads."""
+    per_thread = REQUESTS[concurrency] // concurrency
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(per_thread):
+            desc = unique(prefix)
+            start = time.perf_counter()
+            one(desc)
+            took = time.perf_counter() - start
+            with lock:
+                latencies.append(took)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    latencies.sort()
+    return {"n": len(latencies), "p50_ms": round(statistics.median(latencies) * 1e3, 3),
+            "p99_ms": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+                            * 1e3, 3),
+            "per_s": round(len(latencies) / wall, 1)}
+
+
+def requester(desc: str) -> None:
+    from kcont.keys import request_key
+    key = request_key("user", desc, "payload")
+    if key.read() != b"payload":
+        raise AssertionError(f"{desc}: wrong payload")
+
+
+def floor(desc: str) -> None:
+    from kcont.keys import SESSION, Keyring
+    key = Keyring(SESSION).add("user", desc, b"payload")
+    if key.read() != b"payload":
+        raise AssertionError(desc)
+
+
+def in_container(box, body: Callable[[], dict]) -> dict:  # type: ignore[no-untyped-def]
+    rfd, wfd = os.pipe()
+    pid = box.fork()
+    if pid == 0:
+        os.close(rfd)
+        try:
+            from kcont.keys import Keyring
+            Keyring.join_session()
+            os.write(wfd, json.dumps(body()).encode())
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd) as report:
+        data = report.read()
+    box.wait(pid)
+    return json.loads(data)
+
+
+def start_daemon(box, confdir: Path) -> int:  # type: ignore[no-untyped-def]
+    """request-key-daemon as the container's init (its first member)."""
+    ready_r, ready_w = os.pipe()
+    pid = box.fork()
+    if pid == 0:
+        os.close(ready_r)
+        os.set_inheritable(box.fd, True)
+        os.execv(sys.executable, [sys.executable, "-m", "request_key_daemon.cli",
+                                  "--container-fd", str(box.fd), "--ready-fd", str(ready_w),
+                                  "--workers", "16", "--config-dir", str(confdir)])
+    os.close(ready_w)
+    if not select.select([ready_r], [], [], 120)[0] or os.read(ready_r, 1) != b"R":
+        raise SystemExit("request-key-daemon did not become ready")
+    os.close(ready_r)
+    return pid
+
+
+def guest() -> dict:
+    from kcont.container import Container
+    from kcont.keys import Keyring
+
+    Keyring.join_session()
+    work = Path(tempfile.mkdtemp(prefix="kcont-bench-"))
+    conf = work / "request-key.conf"
+    conf.write_text(f"create user kcont-bc:* * {LINE}\n" + Path("/etc/request-key.conf")
+                    .read_text())
+    confdir = work / "daemon"
+    confdir.mkdir()
+    (confdir / "request-key.conf").write_text(f"create user kcont-bd:* * {LINE}\n"
+                                              "create user kcont-bb:* * @static payload\n")
+    subprocess.run(["mount", "--bind", str(conf), "/etc/request-key.conf"], check=True)
+    results: dict[str, dict] = {"classic": {}, "daemon-exec": {}, "daemon-builtin": {},
+                                "floor": {}}
+    box = Container("kcont-bench", trusted=False)
+    daemon = start_daemon(box, confdir)
+    try:
+        for conc in CONCURRENCY:
+            key = str(conc)
+            results["classic"][key] = load(requester, "kcont-bc:", conc)
+            results["daemon-exec"][key] = in_container(
+                box, lambda c=conc: load(requester, "kcont-bd:", c))
+            results["daemon-builtin"][key] = in_container(
+                box, lambda c=conc: load(requester, "kcont-bb:", c))
+            results["floor"][key] = load(floor, "kcont-bf:", conc)
+    finally:
+        os.kill(daemon, 15)
+        os.waitpid(daemon, 0)
+        box.close()
+        subprocess.run(["umount", "/etc/request-key.conf"], check=False)
+    one = {path: r["1"]["p50_ms"] for path, r in results.items()}
+    return {"kernel": os.uname().release, "results": results,
+            "ratios": {"classic_over_builtin_p50": round(one["classic"]
+                                                         / one["daemon-builtin"], 1),
+                       "builtin_over_floor_p50": round(one["daemon-builtin"] / one["floor"],
+                                                       1)}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="perf")
+    parser.add_argument("--guest", action="store_true", help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    if opts.guest:
+        result = guest()
+        out = os.environ.get("KCONT_RESULTS")
+        if out:
+            Path(out, "upcall.json").write_text(json.dumps(result, indent=1))
+        print(json.dumps(result, indent=1))
+        return 0
+    sys.path.insert(0, str(ROOT / "vm"))
+    from kcont_vm.build import build
+    from kcont_vm.runner import RunSpec, boot
+
+    image = build(opts.profile).bzimage
+    spec = RunSpec(bzimage=image, profile=opts.profile, kmemleak=False, timeout=1800,
+                   cmd=[sys.executable, str(Path(__file__).resolve()), "--guest"])
+    outcome = boot(spec)
+    produced = outcome.results / "upcall.json"
+    if outcome.exit_code != 0 or not produced.exists():
+        raise SystemExit(f"guest run failed (exit {outcome.exit_code}): {outcome.console_log}")
+    data = json.loads(produced.read_text())
+    (ROOT / "bench" / "results" / "upcall.json").write_text(json.dumps(data, indent=1) + "\n")
+    print(json.dumps(data["ratios"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
