@@ -114,6 +114,7 @@ def start_daemon(box, confdir: Path) -> int:  # type: ignore[no-untyped-def]
     if pid == 0:
         os.close(ready_r)
         os.set_inheritable(box.fd, True)
+        os.set_inheritable(ready_w, True)
         os.execv(sys.executable, [sys.executable, "-m", "request_key_daemon.cli",
                                   "--container-fd", str(box.fd), "--ready-fd", str(ready_w),
                                   "--workers", "16", "--config-dir", str(confdir)])
