@@ -17,7 +17,6 @@ import os
 import select
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -28,6 +27,7 @@ from containers import ns_inodes
 
 from kcont.container import Container, create_raw, unshare
 from kcont.keys import Keyring, request_key
+from kcont.supervise import start_daemon
 
 MSG_MAX = 65536
 
@@ -138,15 +138,8 @@ def _handle(sock: socket.socket, msg: dict[str, Any]) -> bool:
 
 def _start_daemon(container_fd: int, args: list[str]) -> dict[str, Any]:
     """request-key-daemon in this container, as kcont run --daemon starts it."""
-    os.set_inheritable(container_fd, True)
-    ready_r, ready_w = os.pipe()
     log = open(f"/tmp/rkd-{os.getpid()}-{container_fd}.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "request_key_daemon.cli",
-                             "--container-fd", str(container_fd), "--ready-fd", str(ready_w),
-                             *args], pass_fds=(container_fd, ready_w), stderr=log)
-    os.close(ready_w)
-    ready = bool(select.select([ready_r], [], [], 60)[0]) and os.read(ready_r, 1) == b"R"
-    os.close(ready_r)
+    proc, ready = start_daemon(container_fd, args, stderr=log)
     return {"pid": proc.pid, "ready": ready, "log": log.name}
 
 
