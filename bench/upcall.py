@@ -35,6 +35,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from guest_run import report_from_guest, run_in_guest
+
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 8, 64)
 REQUESTS = {1: 20, 8: 40, 64: 128}
@@ -171,24 +173,13 @@ def main() -> int:
     parser.add_argument("--guest", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.guest:
-        result = guest()
-        out = os.environ.get("KCONT_RESULTS")
-        if out:
-            Path(out, "upcall.json").write_text(json.dumps(result, indent=1))
-        print(json.dumps(result, indent=1))
+        report_from_guest(guest(), "upcall.json")
         return 0
     sys.path.insert(0, str(ROOT / "vm"))
     from kcont_vm.build import build
-    from kcont_vm.runner import RunSpec, boot
 
-    image = build(opts.profile).bzimage
-    spec = RunSpec(bzimage=image, profile=opts.profile, kmemleak=False, timeout=1800,
-                   cmd=[sys.executable, str(Path(__file__).resolve()), "--guest"])
-    outcome = boot(spec)
-    produced = outcome.results / "upcall.json"
-    if outcome.exit_code != 0 or not produced.exists():
-        raise SystemExit(f"guest run failed (exit {outcome.exit_code}): {outcome.console_log}")
-    data = json.loads(produced.read_text())
+    data = run_in_guest(build(opts.profile).bzimage, opts.profile, Path(__file__), [],
+                        "upcall.json")
     (ROOT / "bench" / "results" / "upcall.json").write_text(json.dumps(data, indent=1) + "\n")
     print(json.dumps(data["ratios"], indent=1))
     return 0

@@ -43,6 +43,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from guest_run import report_from_guest, run_in_guest
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPTH, RECORDS_PER_LEVEL = 8, 100
 _names = itertools.count()
@@ -186,18 +188,9 @@ def build_base_perf(log: Callable[[str], None]) -> Path:
 
 
 def boot_and_measure(bzimage: Path, opts: argparse.Namespace) -> dict:
-    sys.path.insert(0, str(ROOT / "vm"))
-    from kcont_vm.runner import RunSpec, boot
-
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--guest",
-           "--iterations", str(opts.iterations), "--rounds", str(opts.rounds)]
-    spec = RunSpec(bzimage=bzimage, profile="perf", cmd=cmd, kmemleak=False, timeout=1800)
-    outcome = boot(spec)
-    result_file = outcome.results / "upcall_cost.json"
-    if outcome.exit_code != 0 or not result_file.exists():
-        raise SystemExit(f"guest run failed (exit {outcome.exit_code}); "
-                         f"console: {outcome.console_log}")
-    return json.loads(result_file.read_text())
+    return run_in_guest(bzimage, "perf", Path(__file__),
+                        ["--iterations", str(opts.iterations), "--rounds", str(opts.rounds)],
+                        "upcall_cost.json")
 
 
 def normalised(run: dict, name: str) -> list[float]:
@@ -241,11 +234,7 @@ def main() -> int:
     parser.add_argument("--guest", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.guest:
-        result = guest(opts)
-        results_dir = os.environ.get("KCONT_RESULTS")
-        if results_dir:
-            Path(results_dir, "upcall_cost.json").write_text(json.dumps(result, indent=1))
-        print(json.dumps(result, indent=1))
+        report_from_guest(guest(opts), "upcall_cost.json")
         return 0
     sys.path.insert(0, str(ROOT / "vm"))
     from kcont_vm import build as kbuild
