@@ -8,7 +8,8 @@ from conftest import keyctl
 def test_add_read_unlink(session_keyring: int) -> None:
     key = keyctl("add", "user", "kcont:test", "payload-1", "@s").stdout.strip()
     assert keyctl("print", key).stdout == "payload-1\n"
-    assert keyctl("describe", key).stdout.startswith(f"{key}: ")
+    # keyctl prints the serial right-aligned in 9 columns ("%9d: ...").
+    assert keyctl("describe", key).stdout.lstrip().startswith(f"{key}: ")
     assert key in keyctl("rlist", "@s").stdout.split()
     keyctl("unlink", key, "@s")
     assert keyctl("rlist", "@s").stdout.strip() == ""
