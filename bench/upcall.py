@@ -11,8 +11,16 @@ measures, side by side, request_key() latency and throughput at 1, 8 and
 - ``daemon-exec``: request-key-daemon in an untrusted container, the same
   ``keyctl instantiate`` line, exec'd per request;
 - ``daemon-builtin``: the same daemon, an ``@static`` line: no fork;
-- ``floor``: no upcall at all: add_key() of the same payload and a read,
-  the kernel work of making the key with nobody to wake.
+- ``floor``: the same keyctl calls as the built-in path, made in a loop by
+  one thread with no wake-up: add_key() of the same payload (standing in
+  for request_key()'s making of the key), then on a request held pending
+  for the whole loop the daemon's calls: query, assume the authority, read
+  the callout, describe, drop the authority; a link and an unlink (the
+  delivery into the queue and the daemon's unlink), and the requester's
+  read of the payload.  Nine calls through the same binding, as the
+  served path makes, without the two task switches and without the
+  daemon's own logic (config, policy, log line);
+- ``kernel-only``: add_key() and read() alone, for scale.
 
 Writes bench/results/upcall.json; bench/plots.py draws docs/img/upcall.svg.
 Targets: daemon-builtin p50 at least 20x below classic, and within 3x of
@@ -84,11 +92,56 @@ def requester(desc: str) -> None:
         raise AssertionError(f"{desc}: wrong payload")
 
 
-def floor(desc: str) -> None:
+def kernel_only(desc: str) -> None:
     from kcont.keys import SESSION, Keyring
     key = Keyring(SESSION).add("user", desc, b"payload")
     if key.read() != b"payload":
         raise AssertionError(desc)
+
+
+def make_floor(auth: int) -> Callable[[str], None]:
+    """The served path's nine keyctl calls on the pending request ``auth``."""
+    from kcont import upcalls
+    from kcont.keys import SESSION, Key, Keyring, assume_authority
+
+    session = Keyring(SESSION)
+    scratch = session.add_keyring(unique("kcont-floor-"))
+    target = upcalls.query_auth(auth).target_key
+
+    def floor(desc: str) -> None:
+        key = session.add("user", desc, b"payload")
+        upcalls.query_auth(auth)
+        with assume_authority(target) as authkey:
+            authkey.read()
+            Key(target).describe()
+        key.link(scratch)
+        key.unlink(scratch)
+        if key.read() != b"payload":
+            raise AssertionError(desc)
+    return floor
+
+
+def held_request(box) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """A member of ``box`` blocked in request_key() on a record nobody serves:
+    (its pid, the auth key waiting in the record's queue)."""
+    from kcont.keys import SESSION, Keyring
+
+    queue = Keyring(SESSION).add_keyring(unique("kcont-floor-queue-"))
+    box.intercept("user", queue=queue.serial)
+    pid = box.fork()
+    if pid == 0:
+        from kcont.keys import request_key
+        Keyring.join_session()
+        try:
+            request_key("user", unique("kcont-held:"), "x")
+        finally:
+            os._exit(0)
+    for _ in range(500):
+        waiting = queue.linked()
+        if waiting:
+            return pid, waiting[0].serial
+        time.sleep(0.01)
+    raise SystemExit("the held request never reached its queue")
 
 
 def in_container(box, body: Callable[[], dict]) -> dict:  # type: ignore[no-untyped-def]
@@ -142,8 +195,11 @@ def guest() -> dict:
                                               "create user kcont-bb:* * @static payload\n")
     subprocess.run(["mount", "--bind", str(conf), "/etc/request-key.conf"], check=True)
     results: dict[str, dict] = {"classic": {}, "daemon-exec": {}, "daemon-builtin": {},
-                                "floor": {}}
+                                "floor": {}, "kernel-only": {}}
     box = Container("kcont-bench", trusted=False)
+    held = Container("kcont-bench-held", trusted=False)
+    holder, auth = held_request(held)
+    floor = make_floor(auth)
     daemon = start_daemon(box, confdir)
     try:
         for conc in CONCURRENCY:
@@ -154,10 +210,14 @@ def guest() -> dict:
             results["daemon-builtin"][key] = in_container(
                 box, lambda c=conc: load(requester, "kcont-bb:", c))
             results["floor"][key] = load(floor, "kcont-bf:", conc)
+            results["kernel-only"][key] = load(kernel_only, "kcont-bk:", conc)
     finally:
         os.kill(daemon, 15)
         os.waitpid(daemon, 0)
         box.close()
+        os.kill(holder, 9)      # its container dies with it: the request is cancelled
+        held.wait(holder)
+        held.close()
         subprocess.run(["umount", "/etc/request-key.conf"], check=False)
     one = {path: r["1"]["p50_ms"] for path, r in results.items()}
     return {"kernel": os.uname().release, "results": results,

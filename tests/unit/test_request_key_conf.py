@@ -49,9 +49,10 @@ def oracle(request: conf.Request, conf_dir: Path) -> Outcome:
     return Outcome("action", run.group(2), argv, run.group(1) == "PipeThru")
 
 
-def ours(request: conf.Request, conf_dir: Path, matcher: conf.Matcher = conf.match) -> Outcome:
+def ours(request: conf.Request, conf_dir: Path, matcher: conf.Matcher = conf.match,
+         reader: conf.Reader = conf.read_lines) -> Outcome:
     try:
-        action = conf.resolve(request, conf_dir, matcher=matcher)
+        action = conf.resolve(request, conf_dir, matcher=matcher, reader=reader)
     except conf.ConfigError:
         return Outcome("error")
     if action is None:
@@ -138,6 +139,11 @@ def test_same_answer_as_keyutils(tmp_path: Path, main: str, drop_ins: list[str],
     expected = oracle(request, root)
     # Everything but the matcher is keyutils' behaviour exactly ...
     assert ours(request, root, keyutils_1_6_3_match) == expected
+    # ... the daemon's cache gives what reading the files gives, first time
+    # and from the cache ...
+    cache = conf.LineCache()
+    assert ours(request, root, keyutils_1_6_3_match, cache) == expected
+    assert ours(request, root, keyutils_1_6_3_match, cache) == expected
     # ... and the daemon's own answer differs only by KEYUTILS_SUFFIX_BUG.
     if ours(request, root) != expected:
         text = main + "".join(drop_ins)
@@ -205,3 +211,30 @@ def test_keysub_expands_a_printable_payload(tmp_path: Path) -> None:
     with pytest.raises(conf.ConfigError, match="not printable"):
         conf.resolve(conf.Request("create", "user", "k", "-", "1"), root,
                      keysub=lambda t, d: "bad\x01")
+
+
+def test_line_cache_sees_an_edit_and_a_removal(tmp_path: Path) -> None:
+    """The daemon's cache must never serve a stale line: an edit (even one
+    keeping the size) or a removed drop-in is seen by the next request."""
+    request = conf.Request("create", "user", "k", "-", "1")
+    root = write_config(tmp_path / "conf", "create user k * @static aa\n",
+                        ["create user k * @static bb\n"])
+    cache = conf.LineCache()
+    assert ours(request, root, reader=cache).argv == ("@static", "bb")
+    drop_in = root / "request-key.d" / "0.conf"
+    drop_in.write_text("create user k * @static cc\n")          # same size
+    assert ours(request, root, reader=cache).argv == ("@static", "cc")
+    drop_in.unlink()
+    assert ours(request, root, reader=cache).argv == ("@static", "aa")
+
+
+def test_unreadable_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    """A file that cannot be read fails the lookup (the daemon negates and
+    logs it) instead of escaping as an OSError that would leave the request
+    waiting for the kernel's timeout."""
+    root = tmp_path / "conf"
+    (root / "request-key.conf").mkdir(parents=True)      # exists, cannot be read
+    request = conf.Request("create", "user", "k", "-", "1")
+    for reader in (conf.read_lines, conf.LineCache()):
+        with pytest.raises(conf.ConfigError, match=r"request-key\.conf: Is a directory"):
+            conf.resolve(request, root, reader=reader)

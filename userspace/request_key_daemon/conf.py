@@ -42,7 +42,7 @@ docs/request-key-daemon.md:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,31 +127,66 @@ def _split_field(line: str, pos: int) -> tuple[str, int] | None:
     return line[start:pos], pos + 1
 
 
-def conf_files(conf_dir: Path) -> Iterator[Path]:
+def conf_files(conf_dir: Path | str) -> list[str]:
     """``request-key.d/*.conf`` in directory (readdir) order, then
-    ``request-key.conf``: the order, and so the tie-breaking, of keyutils."""
-    drop_in = conf_dir / "request-key.d"
+    ``request-key.conf``: the order, and so the tie-breaking, of keyutils.
+    (Plain strings and os calls: this runs for every request.)"""
+    drop_in = os.path.join(conf_dir, "request-key.d")
     try:
         entries = list(os.scandir(drop_in))
     except FileNotFoundError:
         entries = []
-    for entry in entries:
-        if entry.name.startswith(".") or not entry.name.endswith(".conf"):
-            continue
-        if entry.is_file(follow_symlinks=False):
-            yield Path(entry.path)
-    main = conf_dir / "request-key.conf"
-    if main.exists():
-        yield main
+    files = [entry.path for entry in entries
+             if not entry.name.startswith(".") and entry.name.endswith(".conf")
+             and entry.is_file(follow_symlinks=False)]
+    main = os.path.join(conf_dir, "request-key.conf")
+    if os.path.exists(main):
+        files.append(main)
+    return files
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Numbered lines without their newline; keyutils reads 4096-byte lines."""
-    with path.open("rb") as conf:
-        for number, raw in enumerate(conf, start=1):
-            if len(raw) >= MAX_LINE:
-                raise ConfigError(f"{path}:{number}", "Line too long")
-            yield number, raw.removesuffix(b"\n").decode("utf-8", "surrogateescape")
+# A file's lines: None stands for a line too long, an error only once the
+# lookup reaches it (as in keyutils, an earlier syntax error wins).
+Lines = tuple[tuple[int, "str | None"], ...]
+
+
+def read_lines(path: Path | str) -> Lines:
+    """Numbered lines without their newline; keyutils reads 4096-byte lines.
+    A file that cannot be read fails the lookup, as a syntax error does."""
+    try:
+        conf = open(path, "rb")  # noqa: SIM115 (closed by the with below)
+    except OSError as err:
+        raise ConfigError(str(path), err.strerror or str(err)) from None
+    with conf:
+        return tuple((number, None if len(raw) >= MAX_LINE else
+                      raw.removesuffix(b"\n").decode("utf-8", "surrogateescape"))
+                     for number, raw in enumerate(conf, start=1))
+
+
+class LineCache:
+    """Parsed files kept while their inode, size, mtime and ctime stay the same.
+
+    keyutils reads the files again for every request; the daemon serves
+    many, so it reads a file again only when a stat() says it changed.  An
+    edit that keeps all four (same size, within one timestamp tick, in
+    place) is the one change this can miss until the next one.
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[str, tuple[tuple[int, int, int, int], Lines]] = {}
+
+    def __call__(self, path: Path | str) -> Lines:
+        try:
+            info = os.stat(path)
+        except OSError as err:
+            raise ConfigError(str(path), err.strerror or str(err)) from None
+        stamp = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        cached = self._files.get(str(path))
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        lines = read_lines(path)
+        self._files[str(path)] = (stamp, lines)
+        return lines
 
 
 def _words(text: str) -> list[str]:
@@ -175,8 +210,11 @@ Match = tuple[str, str, tuple[int, ...]]
 Matcher = Callable[[str, str], "int | None"]
 
 
-def lookup(request: Request, files: Iterator[Path] | list[Path],
-           matcher: Matcher = match) -> Match | None:
+Reader = Callable[[Path | str], Lines]
+
+
+def lookup(request: Request, files: Iterable[Path | str],
+           matcher: Matcher = match, reader: Reader = read_lines) -> Match | None:
     """The winning line's (where, command text, wildness) or None.
 
     Raises ConfigError as keyutils fails the lookup: on the first line
@@ -185,7 +223,9 @@ def lookup(request: Request, files: Iterator[Path] | list[Path],
     best: tuple[tuple[int, ...], str, str] | None = None
     data = (request.op, request.key_type, request.description, request.callout)
     for path in files:
-        for number, line in _lines(path):
+        for number, line in reader(path):
+            if line is None:
+                raise ConfigError(f"{path}:{number}", "Line too long")
             if not line or line[0] == "#" or line[0] in WHITESPACE:
                 continue
             where = f"{path}:{number}"
@@ -273,13 +313,14 @@ def _expand_arg(request: Request, where: str, arg: str, keysub: KeySub) -> str:
 
 
 def resolve(request: Request, conf_dir: Path, keysub: KeySub = _no_keysub,
-            matcher: Matcher = match) -> Action | None:
+            matcher: Matcher = match, reader: Reader = read_lines) -> Action | None:
     """The action for ``request`` under ``conf_dir``, None if no line matches.
 
     ``matcher`` exists for the differential test, which swaps in keyutils'
-    own (buggy) matcher to show that nothing else differs.
+    own (buggy) matcher to show that nothing else differs; ``reader`` is
+    where the daemon puts its LineCache.
     """
-    found = lookup(request, list(conf_files(conf_dir)), matcher)
+    found = lookup(request, conf_files(conf_dir), matcher, reader)
     if found is None:
         return None
     where, command, wildness = found

@@ -82,29 +82,40 @@ class Daemon:
     # ------------------------------------------------------------ serving
 
     def submit(self, auth: int) -> None:
+        """Serve ``auth`` on this thread as far as it is quick (Server.begin);
+        a program handler goes on to a worker."""
         with self.lock:
             if auth in self.in_flight or self._stopping:
                 return
             self.in_flight.add(auth)
-        future = self.pool.submit(self.server.serve, auth)
-        future.add_done_callback(lambda f, a=auth: self._done(a, f))
+        try:
+            step = self.server.begin(auth)
+        except Exception:   # a bug in serving must not stop the daemon
+            log.exception("serving auth key %d failed", auth)
+            self._done(auth, None)
+            return
+        if isinstance(step, Outcome):
+            self._done(auth, step)
+            return
+        future = self.pool.submit(step.finish)
+        future.add_done_callback(lambda f, a=auth: self._finished(a, f))
 
-    def _done(self, auth: int, future: Future[Outcome]) -> None:
+    def _finished(self, auth: int, future: Future[Outcome]) -> None:
         try:
             outcome = future.result()
         except Exception:   # a bug in serving must not stop the daemon
             log.exception("serving auth key %d failed", auth)
             outcome = None
+        self._done(auth, outcome)
+
+    def _done(self, auth: int, outcome: Outcome | None) -> None:
         with contextlib.suppress(OSError):   # already gone with its request
             Key(auth).unlink(self.queue)
         with self.lock:
             self.in_flight.discard(auth)
             if outcome is not None:
                 self.counts["served"] += 1
-                word = outcome.result.split()[0]
-                key = {"answered": "instantiated"}.get(word, word)
-                if key in self.counts:
-                    self.counts[key] += 1
+                self.counts[outcome.kind] += 1
                 self.latencies.append(outcome.seconds)
                 del self.latencies[:-1000]
         if outcome is not None:

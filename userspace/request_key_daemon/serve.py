@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +47,14 @@ class Outcome:
     result: str
     seconds: float
 
+    @property
+    def kind(self) -> str:
+        """instantiated, negated, rejected or gone: what the stats count.
+        A program's own answer counts as instantiated (keyutils' programs
+        may also negate; the daemon cannot tell without reading the key)."""
+        word = self.result.split(maxsplit=1)[0]
+        return "instantiated" if word == "answered" else word
+
     def line(self) -> str:
         return (f"serial={self.serial} type={self.key_type} desc={self.description!r} "
                 f"requester={self.requester} decision={self.decision} "
@@ -57,9 +67,15 @@ def comm_of(pid: int) -> str:
     if pid <= 0:
         return ""
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
+        fd = os.open(f"/proc/{pid}/comm", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return ""
+    try:
+        return os.read(fd, 64).decode(errors="replace").strip()
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
 
 
 def run_exec(action: conf.Action, target: int, deadline: float) -> None:
@@ -89,8 +105,59 @@ def run_exec(action: conf.Action, target: int, deadline: float) -> None:
                                     + (f": {detail[0]}" if detail else ""))
 
 
+@dataclass
+class Handoff:
+    """A request whose handler is a program (pipe or exec): the part of
+    serving that may take up to the deadline, for a worker thread.
+
+    ``Server.begin`` did everything before it on the thread that saw the
+    request; ``finish`` assumes the authority again on its own thread (an
+    authority belongs to a thread's credentials, not to the process).
+    """
+
+    server: Server
+    action: conf.Action
+    request: conf.Request
+    done: Callable[[str, str, str], Outcome]
+
+    def finish(self) -> Outcome:
+        target = int(self.request.key)
+        handler = self.action.where
+        try:
+            with assume_authority(target):
+                try:
+                    return self._run(target, handler)
+                except handlers.HandlerError as err:
+                    log.warning("handler failed: %s", err)
+                    _negate_if_pending(target)
+                    return self.done("allow", handler, f"negated ({err})")
+        except OSError as err:
+            # The authority could not be assumed again: the request ended
+            # meanwhile (timed out, its record or queue went away).
+            return self.done("allow", handler, f"gone ({err.strerror})")
+
+    def _run(self, target: int, handler: str) -> Outcome:
+        if self.action.pipe:
+            instantiate(target, handlers.run_pipe(self.action.program, self.action.argv,
+                                                  self.request.callout, self.server.deadline))
+            return self.done("allow", handler, "instantiated")
+        run_exec(self.action, target, self.server.deadline)
+        # The kernel's helper path negates a key its helper left pending;
+        # so do we.
+        if _negate_if_pending(target):
+            return self.done("allow", handler, "negated (the program did not answer)")
+        return self.done("allow", handler, "answered by the program")
+
+
 class Server:
-    """What a worker needs to serve requests: config, policy, limits."""
+    """What serving needs: config, policy, limits.
+
+    ``begin`` is quick and runs on the thread that saw the request: it
+    reads the request, checks the policy, picks the line and answers
+    whatever needs no program (policy denials, negate and no-match lines,
+    ``@`` built-ins).  Only program handlers come back as a ``Handoff`` for
+    a worker, so the common in-process path costs no thread switch.
+    """
 
     def __init__(self, config_dir: Path, policy: Policy, deadline: float = DEFAULT_DEADLINE,
                  container_name: str = "", decisions: Path | None = None) -> None:
@@ -99,6 +166,7 @@ class Server:
         self.deadline = deadline
         self.container_name = container_name
         self.decisions = decisions
+        self.lines = conf.LineCache()
 
     def _record(self, inputs: Inputs, decision: Decision) -> None:
         if self.decisions is not None:
@@ -106,6 +174,11 @@ class Server:
                 out.write(decision.to_json(inputs) + "\n")
 
     def serve(self, auth: int) -> Outcome:
+        """Serve one request start to end on this thread."""
+        step = self.begin(auth)
+        return step if isinstance(step, Outcome) else step.finish()
+
+    def begin(self, auth: int) -> Outcome | Handoff:
         start = time.monotonic()
         try:
             query = upcalls.query_auth(auth)
@@ -113,29 +186,30 @@ class Server:
             return Outcome(auth, "?", "?", "?", "-", "-", f"gone ({err.strerror})",
                            time.monotonic() - start)
         target = query.target_key
-        requester = f"{query.requester_pid}/{comm_of(query.requester_pid)}" \
-                    f"@{query.container_id}"
+        comm = comm_of(query.requester_pid)
+        requester = f"{query.requester_pid}/{comm}@{query.container_id}"
         try:
             with assume_authority(target) as authkey:
                 callout = authkey.read().decode(errors="replace")
                 described = Key(target).describe()
                 return self._answer(query, callout, described.type,
-                                    described.description, requester, start)
+                                    described.description, comm, requester, start)
         except OSError as err:
             # The authority could not be assumed: the request ended meanwhile.
             return Outcome(target, "?", "?", requester, "-", "-", f"gone ({err.strerror})",
                            time.monotonic() - start)
 
     def _answer(self, query: upcalls.AuthRequest, callout: str, key_type: str,
-                description: str, requester: str, start: float) -> Outcome:
+                description: str, comm: str, requester: str,
+                start: float) -> Outcome | Handoff:
         target = query.target_key
 
         def done(decision: str, handler: str, result: str) -> Outcome:
             return Outcome(target, key_type, description, requester, decision, handler, result,
                            time.monotonic() - start)
 
-        inputs = Inputs(query.operation, key_type, description, query.fsuid,
-                        comm_of(query.requester_pid), query.container_id, self.container_name)
+        inputs = Inputs(query.operation, key_type, description, query.fsuid, comm,
+                        query.container_id, self.container_name)
         decision = self.policy.decide(inputs)
         self._record(inputs, decision)
         if not decision.allowed:
@@ -145,7 +219,7 @@ class Server:
                                str(query.fsuid), str(query.fsgid), str(query.thread_keyring),
                                str(query.process_keyring), str(query.session_keyring))
         try:
-            action = conf.resolve(request, self.config_dir)
+            action = conf.resolve(request, self.config_dir, reader=self.lines)
         except conf.ConfigError as err:
             log.warning("config error: %s", err)
             negate(target, NEGATE_TIMEOUT)
@@ -153,26 +227,21 @@ class Server:
         if action is None:
             negate(target, NEGATE_TIMEOUT)
             return done("allow", "-", "negated (no matching line)")
-        handler = action.where
+        if not action.builtin:
+            return Handoff(self, action, request, done)
         try:
-            if action.builtin:
-                instantiate(target, handlers.run_builtin(action.program, request,
-                                                         action.argv[1:]))
-            elif action.pipe:
-                instantiate(target, handlers.run_pipe(action.program, action.argv, callout,
-                                                      self.deadline))
-            else:
-                run_exec(action, target, self.deadline)
-                # The kernel's helper path negates a key its helper left
-                # pending; so do we.
-                if _negate_if_pending(target):
-                    return done("allow", handler, "negated (the program did not answer)")
-                return done("allow", handler, "answered by the program")
+            payload = handlers.run_builtin(action.program, request, action.argv[1:])
+            # A Python function cannot be killed: a built-in that overran
+            # the deadline has its answer dropped, and the request negated.
+            if time.monotonic() - start > self.deadline:
+                raise handlers.HandlerError(f"{action.program}: no answer in "
+                                            f"{self.deadline:.0f}s")
+            instantiate(target, payload)
         except handlers.HandlerError as err:
             log.warning("handler failed: %s", err)
             _negate_if_pending(target)
-            return done("allow", handler, f"negated ({err})")
-        return done("allow", handler, "instantiated")
+            return done("allow", action.where, f"negated ({err})")
+        return done("allow", action.where, "instantiated")
 
 
 def _negate_if_pending(target: int) -> bool:
