@@ -56,9 +56,11 @@ def unique(prefix: str) -> str:
     return f"{prefix}{os.getpid()}-{next(_names)}"
 
 
-def load(one: Callable[[str], None], prefix: str, concurrency: int) -> dict:
-    """Run REQUESTS[concurrency] requests from ``concurrency`` threads."""
-    per_thread = REQUESTS[concurrency] // concurrency
+def load(one: Callable[[str], None], prefix: str, concurrency: int,
+         count: int | None = None) -> dict:
+    """Run ``count`` (default REQUESTS[concurrency]) requests from
+    ``concurrency`` threads."""
+    per_thread = (count or REQUESTS[concurrency]) // concurrency
     latencies: list[float] = []
     lock = threading.Lock()
 

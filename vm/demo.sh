@@ -55,6 +55,14 @@ exec keyctl session - sh -c 'id=$(keyctl request2 dns_resolver db.internal "" @s
     echo "in $(hostname): dns_resolver db.internal -> $(keyctl pipe "$id")"'
 ASK
 chmod +x "$demo/ask.sh"
+# kcont-upcallsnoop watches the two upcalls: each routed to its own
+# container's record, served by key.dns_resolver inside that container.
+kcont-upcallsnoop -t dns_resolver > "$demo/snoop.out" 2> "$demo/snoop.err" &
+snoop=$!
+until grep -q "^Tracing" "$demo/snoop.err" 2>/dev/null; do
+    kill -0 "$snoop" 2>/dev/null || { cat "$demo/snoop.err"; break; }
+    sleep 1
+done
 for box in red:10.1.0.1 blue:10.2.0.2; do
     name=${box%%:*} addr=${box#*:}
     printf '127.0.0.1 localhost\n%s db.internal\n' "$addr" > "$demo/hosts-$name"
@@ -63,4 +71,9 @@ for box in red:10.1.0.1 blue:10.2.0.2; do
         --daemon-config "$demo/conf" -- "$demo/ask.sh" "$demo/hosts-$name" "$name-box" 2>&1 |
         grep -v "^request-key-daemon: \(stopping\|removed\|serving container\)"
 done
+sleep 1
+kill -INT "$snoop" 2>/dev/null; wait "$snoop"
+echo
+echo "== kcont-upcallsnoop -t dns_resolver: where those two upcalls went =="
+cat "$demo/snoop.out"
 rm -rf "$demo"

@@ -12,7 +12,8 @@ import errno
 from dataclasses import dataclass, field
 from typing import Any
 
-NS_KINDS = ("uts", "ipc", "mnt", "pid", "net", "cgroup", "user")
+from kcont.routing_model import NS_KINDS
+
 KINDS = {1: "route", 2: "assume", 3: "end", 4: "complete", 5: "timeout", 6: "helper"}
 ROUTES = {0: "intercepted", 1: "helper", 2: "rejected"}
 REQUEST_KEY = "/sbin/request-key"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from upcall_probe import Snoop, Window
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(os.environ.get("KCONT_RESULTS", "/tmp"))
@@ -59,3 +60,18 @@ def session_keyring() -> Iterator[int]:
 def keyctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run keyutils' /bin/keyctl, the reference client."""
     return subprocess.run(["keyctl", *args], capture_output=True, text=True, check=check)
+
+
+@pytest.fixture(scope="session")
+def upcall_snoop() -> Iterator[Snoop]:
+    """kcont-upcallsnoop, compiled and attached once for the whole session."""
+    snoop = Snoop()
+    yield snoop
+    snoop.close()
+    assert not [line for line in snoop.errors if "Traceback" in line], snoop.errors
+
+
+@pytest.fixture
+def upcalls_seen(upcall_snoop: Snoop) -> Window:
+    """What the probes saw from the start of this test on."""
+    return upcall_snoop.window()
