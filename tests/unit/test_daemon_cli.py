@@ -74,3 +74,33 @@ def test_outcome_line_has_every_field() -> None:
                  "decision=allow", "handler='conf:1'", "result=instantiated",
                  "latency_ms=12.3"):
         assert part in line
+
+
+def test_syslog_gets_one_line_per_request(tmp_path: Path) -> None:
+    """--syslog SOCKET: the per-request line reaches a syslog socket as a
+    daemon-facility, info-level message."""
+    import logging
+    import socket
+
+    from request_key_daemon.cli import make_parser, setup_logging
+
+    address = tmp_path / "log"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslog:
+        syslog.bind(str(address))
+        syslog.settimeout(5)
+        opts = make_parser().parse_args(["--syslog", str(address)])
+        setup_logging(opts.syslog)
+        log = logging.getLogger("request-key-daemon")
+        try:
+            outcome = Outcome(77, "user", "db", "12/sh@3", "allow", "@static", "instantiated",
+                              0.0016)
+            log.info("%s", outcome.line())
+            message = syslog.recv(4096).decode()
+        finally:
+            for handler in log.handlers[:]:
+                log.removeHandler(handler)
+                handler.close()
+    assert message.startswith("<30>request-key-daemon: serial=77 type=user desc='db' "
+                              "requester=12/sh@3 decision=allow handler='@static' "
+                              "result=instantiated latency_ms=1.6"), message
+    assert make_parser().parse_args(["--syslog"]).syslog == "/dev/log"

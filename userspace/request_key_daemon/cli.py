@@ -41,7 +41,8 @@ def make_parser() -> argparse.ArgumentParser:
                         help="seconds a handler may take (default 20, below the kernel's 30)")
     parser.add_argument("--ready-fd", type=int,
                         help="write one byte here once serving (readiness for the launcher)")
-    parser.add_argument("--syslog", action="store_true", help="log to syslog, not stderr")
+    parser.add_argument("--syslog", nargs="?", const="/dev/log", metavar="SOCKET",
+                        help="log to syslog (default socket /dev/log), not stderr")
     parser.add_argument("--control", type=Path,
                         help="control socket (default /run/request-key-daemon-<id>.sock)")
     parser.add_argument("--ctl", nargs="+", metavar=("SOCKET", "CMD"),
@@ -52,8 +53,11 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(syslog: bool) -> None:
-    handler: logging.Handler = logging.handlers.SysLogHandler(address="/dev/log") \
+def setup_logging(syslog: str | None) -> None:
+    """One line per request on stderr, or to the syslog socket ``syslog``
+    (the daemon facility: it is a system service's log)."""
+    handler: logging.Handler = logging.handlers.SysLogHandler(
+        address=syslog, facility=logging.handlers.SysLogHandler.LOG_DAEMON) \
         if syslog else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("request-key-daemon: %(message)s"))
     root = logging.getLogger("request-key-daemon")
