@@ -45,20 +45,38 @@ def _recv(sock: socket.socket, timeout: float | None = 120.0) -> tuple[dict[str,
     return json.loads(data), fds
 
 
-def _request_one(key_type: str, desc: str, callout: str | None) -> dict[str, Any]:
+def _request_one(key_type: str, desc: str, callout: str | None,
+                 fail_nth: int = 0) -> dict[str, Any]:
+    """One request_key(); with ``fail_nth``, its Nth fault-injection point
+    fails (/proc/thread-self/fail-nth), and "fault_reached" says if it got
+    that far."""
     start = time.monotonic()
+    armed = os.open("/proc/thread-self/fail-nth", os.O_RDWR) if fail_nth else -1
     try:
+        if fail_nth:
+            os.write(armed, str(fail_nth).encode())
         key = request_key(key_type, desc, callout)
     except OSError as err:
         return {"desc": desc, "errno": err.errno, "tid": threading.get_native_id(),
-                "elapsed": time.monotonic() - start}
+                "elapsed": time.monotonic() - start, **_disarm(armed)}
+    finally_fields = _disarm(armed)
     result: dict[str, Any] = {"desc": desc, "serial": key.serial, "tid": threading.get_native_id(),
-                              "elapsed": time.monotonic() - start}
+                              "elapsed": time.monotonic() - start, **finally_fields}
     try:
         result["payload"] = key.read().decode(errors="replace")
     except OSError as err:
         result["read_errno"] = err.errno
     return result
+
+
+def _disarm(armed: int) -> dict[str, Any]:
+    """Read back and clear fail-nth: {"fault_reached": bool}, {} if unarmed."""
+    if armed < 0:
+        return {}
+    left = int(os.pread(armed, 32, 0) or b"0")
+    os.write(armed, b"0")
+    os.close(armed)
+    return {"fault_reached": left == 0}
 
 
 def _requester(wfd: int, msg: dict[str, Any]) -> None:
@@ -75,7 +93,8 @@ def _requester(wfd: int, msg: dict[str, Any]) -> None:
     lock = threading.Lock()
 
     def one(desc: str) -> None:
-        line = json.dumps(_request_one(msg["type"], desc, msg.get("callout"))) + "\n"
+        line = json.dumps(_request_one(msg["type"], desc, msg.get("callout"),
+                                       msg.get("fail_nth", 0))) + "\n"
         with lock:
             out.write(line)
 
@@ -235,11 +254,13 @@ class Agent:
         return Container.from_fd(fds[0])
 
     def request(self, key_type: str, descs: str | list[str], callout: str | None = "x",
-                unshare: Iterable[str] = ()) -> Pending:
-        """Start request_key() calls (one thread each) in a new child of this agent."""
+                unshare: Iterable[str] = (), fail_nth: int = 0) -> Pending:
+        """Start request_key() calls (one thread each) in a new child of this
+        agent; ``fail_nth`` fails that fault point of each call."""
         names = [descs] if isinstance(descs, str) else list(descs)
         reply, fds = self._call({"op": "request", "type": key_type, "descs": names,
-                                 "callout": callout, "unshare": sorted(unshare)})
+                                 "callout": callout, "unshare": sorted(unshare),
+                                 "fail_nth": fail_nth})
         return Pending(fds[0], reply["pid"], len(names))
 
     def call(self, name: str, *args: Any) -> Any:

@@ -1,0 +1,289 @@
+"""Every allocation failure on the series' new paths is a clean error.
+
+Systematic fault injection, as syzkaller does it: writing N to
+/proc/thread-self/fail-nth makes the Nth fault-injection point this
+thread reaches fail (failslab or fail_page_alloc, both in the debug
+profile, with sleeping allocations allowed to fail).  For each operation,
+N runs from 1 until the operation no longer reaches an Nth point: every
+allocation it makes has failed once.  Each failure must come back as a
+documented errno, leave no half-made object behind (no container, record
+or grant that answers afterwards), and the operation must work again at
+once.  Kernel reports (KASAN, lockdep, WARN) and kmemleak leaks fail the
+whole guest run, which the harness checks after the suite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from agents import Agent, Pending
+from conftest import RESULTS
+from upcall_fixtures import unique
+
+from kcont import upcalls
+from kcont.container import Container, Flag, create_raw, fork_into
+from kcont.keys import Keyring
+
+DEBUGFS = Path("/sys/kernel/debug")
+FAIL_NTH = "/proc/thread-self/fail-nth"
+MAX_POINTS = 20000      # more fault points than this in one call: a loop somewhere
+# What namespace creation itself returns when one of its allocations fails,
+# seen from unshare(2) of the same kinds under the same sweep (see
+# docs/reliability.md): a network namespace's pernet init passes on its
+# own error (ENODEV, EAFNOSUPPORT, ENOBUFS, EEXIST, EINVAL), and a user
+# namespace's ucounts give EAGAIN or ENOSPC.  container_create() creates
+# namespaces with the same create_new_namespaces() and passes them on.
+NAMESPACE_FAULT_ERRNOS = {
+    "net": {errno.ENODEV, errno.EAFNOSUPPORT, errno.ENOBUFS, errno.EEXIST, errno.EINVAL},
+    "user": {errno.EAGAIN, errno.ENOSPC},
+}
+KIND_OF_FLAG = {Flag.NEW_FS_NS: "mnt", Flag.NEW_CGROUP_NS: "cgroup", Flag.NEW_UTS_NS: "uts",
+                Flag.NEW_IPC_NS: "ipc", Flag.NEW_USER_NS: "user", Flag.NEW_PID_NS: "pid",
+                Flag.NEW_NET_NS: "net"}
+
+
+@contextmanager
+def faults_allowed() -> Iterator[None]:
+    """Let fail-nth fail sleeping allocations too, silently (verbose=0: a
+    stack trace per injected failure would flood the console)."""
+    saved = {}
+    for attr, value in (("failslab/ignore-gfp-wait", "N"), ("failslab/verbose", "0"),
+                        ("fail_page_alloc/ignore-gfp-wait", "N"),
+                        ("fail_page_alloc/min-order", "0"),
+                        ("fail_page_alloc/verbose", "0")):
+        path = DEBUGFS / attr
+        saved[path] = path.read_text().strip()
+        path.write_text(value)
+    try:
+        yield
+    finally:
+        for path, value in saved.items():
+            path.write_text(value)
+
+
+def nth_failure(n: int, op: Callable[[], object]) -> tuple[bool, object]:
+    """Run ``op`` with its Nth fault point failing: (whether it was reached,
+    what op returned or raised).  The fail-nth file is opened before and
+    read through the same fd (a read allocates nothing), so that nothing but
+    ``op`` runs between arming and disarming."""
+    fd = os.open(FAIL_NTH, os.O_RDWR)
+    try:
+        os.write(fd, str(n).encode())
+        try:
+            outcome: object = op()
+        except OSError as err:
+            outcome = err
+        left = int(os.pread(fd, 32, 0) or b"0")
+        os.write(fd, b"0")
+    finally:
+        os.close(fd)
+    return left == 0, outcome
+
+
+def points_to_try(dense: int, stride: int) -> Iterator[int]:
+    """1..dense, then every ``stride``-th point: fork reaches thousands of
+    fault points in the copy of a Python process, and the new code is in
+    the first ones; the rest are sampled."""
+    yield from range(1, dense + 1)
+    n = dense
+    while n < MAX_POINTS:
+        n += stride
+        yield n
+
+
+def sweep(op: Callable[[], object], allowed: set[int], undo: Callable[[object], None],
+          dense: int = MAX_POINTS, stride: int = 1) -> tuple[int, int]:
+    """Fail each fault point of ``op`` in turn.  Returns (fault points tried,
+    failures that surfaced as an errno); asserts every errno is allowed."""
+    tried, surfaced = sweep_points(op, allowed, undo, dense, stride)
+    name = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0].split("::")[-1]
+    REPORT[name] = {"fault_points": tried, "errors_returned": surfaced}
+    return tried, surfaced
+
+
+def sweep_points(op: Callable[[], object], allowed: set[int], undo: Callable[[object], None],
+                 dense: int, stride: int) -> tuple[int, int]:
+    surfaced = 0
+    for tried, n in enumerate(points_to_try(dense, stride)):
+        reached, outcome = nth_failure(n, op)
+        if isinstance(outcome, OSError):
+            assert outcome.errno in allowed, \
+                f"fault point {n}: {errno.errorcode.get(outcome.errno or 0)} ({outcome})"
+            surfaced += 1
+        else:
+            undo(outcome)
+        if not reached:
+            return tried, surfaced
+    pytest.fail(f"more than {MAX_POINTS} fault points")
+
+
+def listed(name: str) -> bool:
+    """Whether a container of that name is in /proc/containers."""
+    return name in Path("/proc/containers").read_text()
+
+
+REPORT: dict[str, dict[str, int]] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report() -> Iterator[None]:
+    """Fault points and surfaced failures per operation, for
+    docs/reliability.md: fault-injection.json in the run's results."""
+    yield
+    (RESULTS / "fault-injection.json").write_text(json.dumps(REPORT, indent=1) + "\n")
+
+
+@pytest.fixture(autouse=True)
+def _faults() -> Iterator[None]:
+    with faults_allowed():
+        yield
+
+
+@pytest.mark.parametrize("kinds", [Flag(0), Flag.NEW_UTS_NS | Flag.NEW_IPC_NS | Flag.NEW_NET_NS,
+                                   Flag.NEW_USER_NS | Flag.NEW_PID_NS | Flag.NEW_FS_NS,
+                                   Flag.NEW_CGROUP_NS | Flag.UNTRUSTED])
+def test_container_create(kinds: Flag) -> None:
+    """ENOMEM, or what namespace creation of the same kinds gives."""
+    ns_errnos: set[int] = set()
+    for flag, kind in KIND_OF_FLAG.items():
+        if flag & kinds:
+            ns_errnos |= NAMESPACE_FAULT_ERRNOS.get(kind, set())
+    points, surfaced = sweep(lambda: create_raw("kcont-fail", int(kinds)),
+                             {errno.ENOMEM, errno.EMFILE, errno.ENFILE} | ns_errnos,
+                             lambda fd: os.close(int(fd)))  # type: ignore[call-overload]
+    assert points > 0, "container_create reached no fault point"
+    assert surfaced > 0, "no injected failure came back as ENOMEM"
+    assert not listed("kcont-fail"), "a failed container_create left a container"
+    os.close(create_raw("kcont-after", int(kinds)))
+
+
+def test_fork_into_container() -> None:
+    with Container("kcont-fail-fork") as box:
+        init = Agent(box)
+        try:
+            def fork() -> int:
+                pid = fork_into(box.fd)
+                if pid == 0:
+                    os._exit(0)
+                return pid
+
+            points, _ = sweep(fork, {errno.ENOMEM, errno.EAGAIN},
+                              lambda pid: os.waitpid(int(pid), 0),  # type: ignore[call-overload]
+                              dense=150, stride=97)
+            assert points > 0
+            assert not box.dead, "a failed fork_into_container killed the container"
+            os.waitpid(fork(), 0)
+        finally:
+            init.stop()
+
+
+def test_intercept_record() -> None:
+    session = Keyring.join_session()
+    queue = session.add_keyring("kcont-fail-q")
+    with Container("kcont-fail-rec", kill_on_close=True) as box:
+        def add() -> int:
+            upcalls.intercept(box.fd, "user", 0x3, queue.serial)
+            return 1
+
+        def remove(_: object) -> None:
+            assert upcalls.remove_intercepts(box.fd, "user", 0x3) == 1
+
+        points, surfaced = sweep(add, {errno.ENOMEM}, remove)
+        assert points > 0 and surfaced > 0
+        # No half-made record: nothing to remove, and adding works.
+        assert upcalls.remove_intercepts(box.fd, "user", 0x3) == 0
+        add()
+        assert upcalls.remove_intercepts(box.fd, "user", 0x3) == 1
+
+
+def test_grant() -> None:
+    session = Keyring.join_session()
+    key = session.add("user", "kcont-fail-grant", b"x")
+    with Container("kcont-fail-grant", kill_on_close=True) as box:
+        def grant() -> int:
+            upcalls.grant(key.serial, box.fd, upcalls.Perm.VIEW | upcalls.Perm.SEARCH)
+            return 1
+
+        def revoke_grant(_: object) -> None:
+            upcalls.grant(key.serial, box.fd, 0)
+
+        points, _ = sweep(grant, {errno.ENOMEM}, revoke_grant)
+        assert points > 0
+        grant()
+        revoke_grant(None)
+
+
+def test_set_container_keyring() -> None:
+    session = Keyring.join_session()
+    with Container("kcont-fail-ckr", kill_on_close=True) as box:
+        ring = session.add_keyring("kcont-fail-ckr")
+        done: list[bool] = []
+
+        def attach() -> int:
+            upcalls.set_container_keyring(box.fd, ring.serial)
+            done.append(True)
+            return 1
+
+        sweep(attach, {errno.ENOMEM, errno.EBUSY}, lambda _: None)
+        assert done, "never attached"
+        with pytest.raises(OSError) as again:
+            attach()
+        assert again.value.errno == errno.EBUSY
+
+
+def test_intercepted_request() -> None:
+    """request_key() routed to a record: the auth key, the pending entry and
+    the link into the queue keyring.  A request the faults let through is
+    served from the queue; one they stop ends with ENOMEM at once (never a
+    request stuck in a queue, never a hang)."""
+    session = Keyring.join_session()
+    queue = session.add_keyring("kcont-fail-deliver")
+    with Container("kcont-fail-req", trusted=False) as box:
+        box.intercept("user", queue=queue.serial)
+        member = Agent(box)
+        try:
+            surfaced = 0
+            for n in range(1, MAX_POINTS):
+                pending = member.request("user", unique("user"), fail_nth=n)
+                pending.namespaces()
+                result = _serve_or_wait(pending, queue)
+                if "errno" in result:
+                    assert result["errno"] == errno.ENOMEM, f"fault point {n}: {result}"
+                    surfaced += 1
+                else:
+                    assert result.get("payload") == "served", f"fault point {n}: {result}"
+                if not result["fault_reached"]:
+                    break
+            else:
+                pytest.fail(f"more than {MAX_POINTS} fault points")
+            REPORT["test_intercepted_request"] = {"fault_points": n - 1,
+                                                  "errors_returned": surfaced}
+            assert n > 1 and surfaced > 0
+            assert not queue.linked(), "an auth key was left in the queue"
+        finally:
+            member.stop()
+
+
+def _serve_or_wait(pending: Pending, queue: Keyring) -> dict[str, object]:
+    """Serve the request if it reaches the queue, else collect its error."""
+    from upcall_fixtures import serve
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for auth in queue.linked():
+            with contextlib.suppress(OSError):   # the request ended already
+                serve(auth.serial, payload="served")
+            with contextlib.suppress(OSError):   # or took its auth key along
+                auth.unlink(queue)
+        try:
+            return pending.result(timeout=0.2)
+        except TimeoutError:
+            continue
+    pytest.fail("the request neither failed nor reached the queue")
