@@ -1,14 +1,15 @@
 """The daemon: one interception record per key type for its container, a
-queue keyring it watches, and a bounded pool of workers serving what
-arrives there.
+queue keyring it watches, and what serves what arrives there: the watch
+thread itself for quick answers (Server.begin), a bounded pool of
+workers for program handlers.
 
 The queue keyring lives in the user keyring of the daemon's uid, named
 after the container, so that a daemon restarted after a crash finds it,
 with whatever its predecessor left unserved, and serves that first.
 SIGTERM stops taking new work, lets the workers finish (each has its
 deadline), removes the records and exits; SIGHUP reloads the policy
-(the request-key.conf files are read for every request, as keyutils
-does).
+(request-key.conf needs no reload: a changed file is read again at the
+next request, see conf.LineCache).
 """
 
 from __future__ import annotations

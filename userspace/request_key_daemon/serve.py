@@ -173,11 +173,6 @@ class Server:
             with self.decisions.open("a") as out:
                 out.write(decision.to_json(inputs) + "\n")
 
-    def serve(self, auth: int) -> Outcome:
-        """Serve one request start to end on this thread."""
-        step = self.begin(auth)
-        return step if isinstance(step, Outcome) else step.finish()
-
     def begin(self, auth: int) -> Outcome | Handoff:
         start = time.monotonic()
         try:
