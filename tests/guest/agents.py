@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from containers import ns_inodes
+from fail_nth import nth_failure
 
 from kcont.container import Container, create_raw, unshare
-from kcont.keys import Keyring, request_key
+from kcont.keys import Key, Keyring, request_key
 from kcont.supervise import start_daemon
 
 MSG_MAX = 65536
@@ -48,35 +49,28 @@ def _recv(sock: socket.socket, timeout: float | None = 120.0) -> tuple[dict[str,
 def _request_one(key_type: str, desc: str, callout: str | None,
                  fail_nth: int = 0) -> dict[str, Any]:
     """One request_key(); with ``fail_nth``, its Nth fault-injection point
-    fails (/proc/thread-self/fail-nth), and "fault_reached" says if it got
-    that far."""
+    fails, and "fault_reached" says if it got that far."""
     start = time.monotonic()
-    armed = os.open("/proc/thread-self/fail-nth", os.O_RDWR) if fail_nth else -1
+    result: dict[str, Any] = {"desc": desc, "tid": threading.get_native_id()}
+    if fail_nth:
+        reached, outcome = nth_failure(fail_nth, lambda: request_key(key_type, desc, callout))
+        result["fault_reached"] = reached
+    else:
+        try:
+            outcome = request_key(key_type, desc, callout)
+        except OSError as err:
+            outcome = err
+    result["elapsed"] = time.monotonic() - start
+    if isinstance(outcome, OSError):
+        result["errno"] = outcome.errno
+        return result
+    assert isinstance(outcome, Key)
+    result["serial"] = outcome.serial
     try:
-        if fail_nth:
-            os.write(armed, str(fail_nth).encode())
-        key = request_key(key_type, desc, callout)
-    except OSError as err:
-        return {"desc": desc, "errno": err.errno, "tid": threading.get_native_id(),
-                "elapsed": time.monotonic() - start, **_disarm(armed)}
-    finally_fields = _disarm(armed)
-    result: dict[str, Any] = {"desc": desc, "serial": key.serial, "tid": threading.get_native_id(),
-                              "elapsed": time.monotonic() - start, **finally_fields}
-    try:
-        result["payload"] = key.read().decode(errors="replace")
+        result["payload"] = outcome.read().decode(errors="replace")
     except OSError as err:
         result["read_errno"] = err.errno
     return result
-
-
-def _disarm(armed: int) -> dict[str, Any]:
-    """Read back and clear fail-nth: {"fault_reached": bool}, {} if unarmed."""
-    if armed < 0:
-        return {}
-    left = int(os.pread(armed, 32, 0) or b"0")
-    os.write(armed, b"0")
-    os.close(armed)
-    return {"fault_reached": left == 0}
 
 
 def _requester(wfd: int, msg: dict[str, Any]) -> None:

@@ -109,6 +109,13 @@ def fd_arg(t: Targets) -> st.SearchStrategy[int]:
     return st.one_of(st.sampled_from(sorted(t.fds.values())), INTS)
 
 
+def other_fd_arg(t: Targets) -> st.SearchStrategy[int]:
+    """Any fd but the live container's: a success there would fork into it,
+    or attach a keyring to it for good."""
+    return st.one_of(st.sampled_from(sorted(v for k, v in t.fds.items() if k != "container")),
+                     INTS)
+
+
 def ptr_arg(t: Targets) -> st.SearchStrategy[int]:
     return st.one_of(st.sampled_from(sorted(t.pointers.values())), INTS)
 
@@ -138,8 +145,7 @@ def test_container_create(targets: Targets, data: st.DataObject) -> None:
 @settings(max_examples=100)
 @given(data=st.data())
 def test_fork_into_container(targets: Targets, data: st.DataObject) -> None:
-    fd = data.draw(st.one_of(st.sampled_from(sorted(v for k, v in targets.fds.items()
-                                                     if k != "container")), INTS), "fd")
+    fd = data.draw(other_fd_arg(targets), "fd")
     ret, err = raw(NR_FORK_INTO_CONTAINER, fd)
     if ret == 0:
         os._exit(0)
@@ -172,8 +178,7 @@ def test_keyctl_query(targets: Targets, data: st.DataObject) -> None:
 @settings(max_examples=150)
 @given(data=st.data())
 def test_keyctl_set_container_keyring(targets: Targets, data: st.DataObject) -> None:
-    fd = data.draw(st.one_of(st.sampled_from(sorted(v for k, v in targets.fds.items()
-                                                     if k != "container")), INTS), "fd")
+    fd = data.draw(other_fd_arg(targets), "fd")
     ret, err = raw(NR_KEYCTL, SET_KEYRING, fd, data.draw(serial_arg(targets), "keyring"))
     check("set_keyring", ret, err)
 

@@ -26,14 +26,14 @@ from pathlib import Path
 import pytest
 from agents import Agent, Pending
 from conftest import RESULTS
-from upcall_fixtures import unique
+from fail_nth import nth_failure
+from upcall_fixtures import serve, unique
 
 from kcont import upcalls
 from kcont.container import Container, Flag, create_raw, fork_into
 from kcont.keys import Keyring
 
 DEBUGFS = Path("/sys/kernel/debug")
-FAIL_NTH = "/proc/thread-self/fail-nth"
 MAX_POINTS = 20000      # more fault points than this in one call: a loop somewhere
 # What namespace creation itself returns when one of its allocations fails,
 # seen from unshare(2) of the same kinds under the same sweep (see
@@ -67,25 +67,6 @@ def faults_allowed() -> Iterator[None]:
     finally:
         for path, value in saved.items():
             path.write_text(value)
-
-
-def nth_failure(n: int, op: Callable[[], object]) -> tuple[bool, object]:
-    """Run ``op`` with its Nth fault point failing: (whether it was reached,
-    what op returned or raised).  The fail-nth file is opened before and
-    read through the same fd (a read allocates nothing), so that nothing but
-    ``op`` runs between arming and disarming."""
-    fd = os.open(FAIL_NTH, os.O_RDWR)
-    try:
-        os.write(fd, str(n).encode())
-        try:
-            outcome: object = op()
-        except OSError as err:
-            outcome = err
-        left = int(os.pread(fd, 32, 0) or b"0")
-        os.write(fd, b"0")
-    finally:
-        os.close(fd)
-    return left == 0, outcome
 
 
 def points_to_try(dense: int, stride: int) -> Iterator[int]:
@@ -274,7 +255,6 @@ def test_intercepted_request() -> None:
 
 def _serve_or_wait(pending: Pending, queue: Keyring) -> dict[str, object]:
     """Serve the request if it reaches the queue, else collect its error."""
-    from upcall_fixtures import serve
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for auth in queue.linked():

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,7 +222,7 @@ def test_the_probes_catch_a_filter_that_ignores_a_namespace(upcalls_seen: Window
         expects, results = {}, {}
         for broken in (False, True):
             desc = unique("user")
-            with ignoring("uts") if broken else _nothing():
+            with ignoring("uts") if broken else nullcontext():
                 pending = requester.request("user", desc, unshare=frozenset({"uts"}))
                 expects[broken] = Expect(desc, model.route(box_model, pending.namespaces(),
                                                            "user"), mask=record.mask)
@@ -238,8 +238,3 @@ def test_the_probes_catch_a_filter_that_ignores_a_namespace(upcalls_seen: Window
         requester.stop()
         server.stop()
         box.close()
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
