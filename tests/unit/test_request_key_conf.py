@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,9 +51,11 @@ def oracle(request: conf.Request, conf_dir: Path) -> Outcome:
 
 
 def ours(request: conf.Request, conf_dir: Path, matcher: conf.Matcher = conf.match,
-         reader: conf.Reader = conf.read_lines) -> Outcome:
+         reader: conf.Reader = conf.read_lines,
+         lister: Callable[[Path | str], list[str]] = conf.conf_files) -> Outcome:
     try:
-        action = conf.resolve(request, conf_dir, matcher=matcher, reader=reader)
+        action = conf.resolve(request, conf_dir, matcher=matcher, reader=reader,
+                              lister=lister)
     except conf.ConfigError:
         return Outcome("error")
     if action is None:
@@ -220,12 +223,22 @@ def test_line_cache_sees_an_edit_and_a_removal(tmp_path: Path) -> None:
     root = write_config(tmp_path / "conf", "create user k * @static aa\n",
                         ["create user k * @static bb\n"])
     cache = conf.LineCache()
-    assert ours(request, root, reader=cache).argv == ("@static", "bb")
+
+    def cached() -> tuple[str, ...]:
+        return ours(request, root, reader=cache, lister=cache.files).argv
+
+    assert cached() == ("@static", "bb")
     drop_in = root / "request-key.d" / "0.conf"
     drop_in.write_text("create user k * @static cc\n")          # same size
-    assert ours(request, root, reader=cache).argv == ("@static", "cc")
+    assert cached() == ("@static", "cc")
     drop_in.unlink()
-    assert ours(request, root, reader=cache).argv == ("@static", "aa")
+    assert cached() == ("@static", "aa")
+    # A new drop-in, and a request-key.conf that goes away, are seen too.
+    (root / "request-key.d" / "1.conf").write_text("create user k * @static dd\n")
+    assert cached() == ("@static", "dd")
+    (root / "request-key.conf").unlink()
+    (root / "request-key.d" / "1.conf").unlink()
+    assert ours(request, root, reader=cache, lister=cache.files).kind == "nomatch"
 
 
 def test_unreadable_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
