@@ -8,7 +8,7 @@ VENV := .venv
 BOOTSTRAP := PYTHONPATH=vm /usr/bin/python3 -m kcont_vm
 KCONT_VM := PYTHONPATH=vm $(VENV)/bin/python -m kcont_vm
 
-.PHONY: all setup kernel demo check keyutils lint bench clean-results
+.PHONY: all setup kernel demo check soak keyutils lint bench clean-results
 
 all: check
 
@@ -26,6 +26,12 @@ lint: setup
 
 check: lint kernel
 	$(KCONT_VM) test
+
+# The reliability suites round after round for HOURS (default 1) in one
+# debug boot; the report is test-results/soak/report.md.
+HOURS ?= 1
+soak: lint kernel
+	$(KCONT_VM) soak --hours $(HOURS)
 
 # keyutils' own suite alone (`make check` runs it too, in the same boot).
 keyutils: kernel

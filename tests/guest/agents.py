@@ -233,6 +233,7 @@ class Agent:
                 os._exit(0)
         theirs.close()
         self.sock, self.pid, self.container = ours, pid, container
+        self.reaped = False
         reply, _ = self._call({"op": "ns"})
         self.namespaces: dict[str, int] = reply["ns"]
 
@@ -281,13 +282,32 @@ class Agent:
 
     def stop(self) -> None:
         """Exit (as init, this kills the container) and reap."""
+        self.tell_exit()
+        self.reap()
+
+    def tell_exit(self) -> None:
+        """Ask the agent to exit (it may be dead already); do not wait.
+
+        An init of a PID namespace does not finish exiting until every task
+        in it is reaped; the members forked by the test are the test's to
+        reap, so it must reap them before it can reap that init.
+        """
+        if self.sock.fileno() < 0:
+            return
         try:
             _send(self.sock, {"op": "exit"})
         except OSError as err:
-            if err.errno != errno.EPIPE:
+            if err.errno not in (errno.EPIPE, errno.ECONNRESET):
                 raise
         self.sock.close()
-        os.waitpid(self.pid, 0)
+
+    def reap(self, block: bool = True) -> bool:
+        """Wait for the agent's exit status (once); False if not yet, with
+        ``block=False``."""
+        if not self.reaped:
+            pid, _ = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+            self.reaped = pid == self.pid
+        return self.reaped
 
 
 def request_in(container: Container | None, key_type: str, desc: str,

@@ -82,6 +82,13 @@ def make_parser() -> argparse.ArgumentParser:
                         "takes over an hour on the debug kernel, minutes on perf)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
 
+    p = sub.add_parser("soak", help="the reliability suites for HOURS in one debug boot; "
+                                    "writes test-results/soak/report.md")
+    p.add_argument("--hours", type=float, default=1.0, help="how long (default 1)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="examples per round, as a multiple of make check's budget")
+    profile_opt(p)
+
     p = sub.add_parser("demo", help="build, boot, show the kernel and a classic upcall")
     profile_opt(p)
 
@@ -134,6 +141,10 @@ def dispatch(opts: argparse.Namespace) -> int:
         return run_tests(opts.profile, _strip_dashes(opts.pytest_args),
                          host_only=opts.host_only, guest_only=opts.guest_only,
                          keyutils=opts.keyutils, keyutils_profile=opts.keyutils_profile)
+    if opts.command == "soak":
+        from kcont_vm.soak import run_soak
+
+        return run_soak(opts.hours, opts.profile, opts.scale)
     if opts.command == "demo":
         from kcont_vm.build import build
         from kcont_vm.runner import RunSpec, boot
