@@ -55,8 +55,10 @@ SEEN: Counter[str] = Counter()
 # or replaced by an eventfd (EINVAL: not a container), besides its own errnos.
 INTERCEPT_RACE = {errno.EBADF, errno.EINVAL, errno.EEXIST}
 # A server that loses the race to the request's end: the authorisation is
-# revoked (EKEYREVOKED), gone (ENOKEY), or no longer for this key (EPERM).
-SERVER_LOST = {errno.EKEYREVOKED, errno.ENOKEY, errno.EPERM}
+# revoked (EKEYREVOKED), gone (ENOKEY), or no longer for this key (EPERM);
+# or it holds the authority but the kernel ended the key first (EBUSY from
+# instantiate: the key is no longer under construction).
+SERVER_LOST = {errno.EKEYREVOKED, errno.ENOKEY, errno.EPERM, errno.EBUSY}
 # Reading a queue keyring after it was revoked (EKEYREVOKED), or after it
 # was invalidated and dropped from the session keyring, so that the test
 # no longer possesses it (EACCES) or it is gone (ENOKEY).
