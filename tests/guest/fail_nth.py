@@ -7,10 +7,14 @@ injection tests and by agents that make requests under faults.
 
 from __future__ import annotations
 
+import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 FAIL_NTH = "/proc/thread-self/fail-nth"
+DEBUGFS = Path("/sys/kernel/debug")
 
 
 def nth_failure(n: int, op: Callable[[], object]) -> tuple[bool, object]:
@@ -30,3 +34,34 @@ def nth_failure(n: int, op: Callable[[], object]) -> tuple[bool, object]:
     finally:
         os.close(fd)
     return left == 0, outcome
+
+
+# What namespace creation itself returns when one of its allocations fails,
+# seen from unshare(2) of the same kinds under the same sweep (see
+# docs/reliability.md): a network namespace's pernet init passes on its
+# own error (ENODEV, EAFNOSUPPORT, ENOBUFS, EEXIST, EINVAL), and a user
+# namespace's ucounts give EAGAIN or ENOSPC.  container_create() creates
+# namespaces with the same create_new_namespaces() and passes them on.
+NAMESPACE_FAULT_ERRNOS = {
+    "net": {errno.ENODEV, errno.EAFNOSUPPORT, errno.ENOBUFS, errno.EEXIST, errno.EINVAL},
+    "user": {errno.EAGAIN, errno.ENOSPC},
+}
+
+
+@contextmanager
+def faults_allowed() -> Iterator[None]:
+    """Let fail-nth fail sleeping allocations too, silently (verbose=0: a
+    stack trace per injected failure would flood the console)."""
+    saved = {}
+    for attr, value in (("failslab/ignore-gfp-wait", "N"), ("failslab/verbose", "0"),
+                        ("fail_page_alloc/ignore-gfp-wait", "N"),
+                        ("fail_page_alloc/min-order", "0"),
+                        ("fail_page_alloc/verbose", "0")):
+        path = DEBUGFS / attr
+        saved[path] = path.read_text().strip()
+        path.write_text(value)
+    try:
+        yield
+    finally:
+        for path, value in saved.items():
+            path.write_text(value)

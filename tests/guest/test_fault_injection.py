@@ -20,55 +20,22 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from agents import Agent, Pending
 from conftest import RESULTS
-from fail_nth import nth_failure
+from fail_nth import NAMESPACE_FAULT_ERRNOS, faults_allowed, nth_failure
 from upcall_fixtures import serve, unique
 
 from kcont import upcalls
 from kcont.container import Container, Flag, create_raw, fork_into
 from kcont.keys import Keyring
 
-DEBUGFS = Path("/sys/kernel/debug")
 MAX_POINTS = 20000      # more fault points than this in one call: a loop somewhere
-# What namespace creation itself returns when one of its allocations fails,
-# seen from unshare(2) of the same kinds under the same sweep (see
-# docs/reliability.md): a network namespace's pernet init passes on its
-# own error (ENODEV, EAFNOSUPPORT, ENOBUFS, EEXIST, EINVAL), and a user
-# namespace's ucounts give EAGAIN or ENOSPC.  container_create() creates
-# namespaces with the same create_new_namespaces() and passes them on.
-NAMESPACE_FAULT_ERRNOS = {
-    "net": {errno.ENODEV, errno.EAFNOSUPPORT, errno.ENOBUFS, errno.EEXIST, errno.EINVAL},
-    "user": {errno.EAGAIN, errno.ENOSPC},
-}
 KIND_OF_FLAG = {Flag.NEW_FS_NS: "mnt", Flag.NEW_CGROUP_NS: "cgroup", Flag.NEW_UTS_NS: "uts",
                 Flag.NEW_IPC_NS: "ipc", Flag.NEW_USER_NS: "user", Flag.NEW_PID_NS: "pid",
                 Flag.NEW_NET_NS: "net"}
-
-
-@contextmanager
-def faults_allowed() -> Iterator[None]:
-    """Let fail-nth fail sleeping allocations too, silently (verbose=0: a
-    stack trace per injected failure would flood the console)."""
-    saved = {}
-    for attr, value in (("failslab/ignore-gfp-wait", "N"), ("failslab/verbose", "0"),
-                        ("fail_page_alloc/ignore-gfp-wait", "N"),
-                        ("fail_page_alloc/min-order", "0"),
-                        ("fail_page_alloc/verbose", "0")):
-        path = DEBUGFS / attr
-        saved[path] = path.read_text().strip()
-        path.write_text(value)
-    try:
-        yield
-    finally:
-        for path, value in saved.items():
-            path.write_text(value)
-
-
 def points_to_try(dense: int, stride: int) -> Iterator[int]:
     """1..dense, then every ``stride``-th point: fork reaches thousands of
     fault points in the copy of a Python process, and the new code is in
