@@ -28,7 +28,7 @@ check: lint kernel
 	$(KCONT_VM) test
 
 # The reliability suites round after round for HOURS (default 1) in one
-# debug boot; the report is test-results/soak/report.md.
+# debug boot; the report is soak-results/report.md.
 HOURS ?= 1
 soak: lint kernel
 	$(KCONT_VM) soak --hours $(HOURS)

@@ -83,7 +83,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
 
     p = sub.add_parser("soak", help="the reliability suites for HOURS in one debug boot; "
-                                    "writes test-results/soak/report.md")
+                                    "writes soak-results/report.md")
     p.add_argument("--hours", type=float, default=1.0, help="how long (default 1)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="examples per round, as a multiple of make check's budget")

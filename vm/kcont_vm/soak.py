@@ -4,7 +4,7 @@ One boot of the debug kernel; in it, soak_guest.py runs the state
 machine, the bad-input fuzzer, the fault-injection sweep and the races
 round after round with fresh seeds.  The host then reads the console
 (kernel reports, each pinned to the round that was running) and the
-rounds' counts, and writes test-results/soak/report.md (the tables
+rounds' counts, and writes soak-results/report.md (the tables
 docs/reliability.md quotes) and report.json.  Exit 0 only with zero
 kernel reports, zero failed tests (a divergence from the model is a
 failed test) and zero kmemleak reports.
@@ -27,9 +27,10 @@ from kcont_vm.paths import Cache, repo_root
 from kcont_vm.reports import Report
 from kcont_vm.runner import RunSpec, boot, new_run_dir
 
-SOAK_DIR = Path("test-results") / "soak"
+# Not under test-results/, which every `kcont-vm test` starts by emptying.
+SOAK_DIR = Path("soak-results")
 ROUND_BEGINS = re.compile(r"kcont-soak: round (\d+) begins")
-# After the deadline: the round that is running, kmemleak's scans, shutdown.
+# After the deadline: the last round (it starts before and ends after), kmemleak, shutdown.
 GRACE_SECONDS = 2400
 
 
