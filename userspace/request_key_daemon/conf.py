@@ -41,8 +41,6 @@ docs/request-key-daemon.md:
 
 from __future__ import annotations
 
-import errno
-import functools
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -52,8 +50,6 @@ MAX_LINE = 4096
 MAX_ARGS = 254
 WHITESPACE = " \t\n\v\f\r"
 BUILTIN_PREFIX = "@"
-MAIN_FILE = "request-key.conf"
-DROP_IN_DIR = "request-key.d"
 SINGLE_MACROS = {
     "o": "op", "k": "key", "t": "key_type", "d": "description", "c": "callout",
     "u": "uid", "g": "gid", "T": "thread_keyring", "P": "process_keyring",
@@ -131,22 +127,19 @@ def _split_field(line: str, pos: int) -> tuple[str, int] | None:
     return line[start:pos], pos + 1
 
 
-def _drop_ins(drop_in: str) -> list[str]:
-    try:
-        entries = list(os.scandir(drop_in))
-    except FileNotFoundError:
-        return []
-    return [entry.path for entry in entries
-            if not entry.name.startswith(".") and entry.name.endswith(".conf")
-            and entry.is_file(follow_symlinks=False)]
-
-
 def conf_files(conf_dir: Path | str) -> list[str]:
     """``request-key.d/*.conf`` in directory (readdir) order, then
     ``request-key.conf``: the order, and so the tie-breaking, of keyutils.
     (Plain strings and os calls: this runs for every request.)"""
-    files = _drop_ins(os.path.join(conf_dir, DROP_IN_DIR))
-    main = os.path.join(conf_dir, MAIN_FILE)
+    drop_in = os.path.join(conf_dir, "request-key.d")
+    try:
+        entries = list(os.scandir(drop_in))
+    except FileNotFoundError:
+        entries = []
+    files = [entry.path for entry in entries
+             if not entry.name.startswith(".") and entry.name.endswith(".conf")
+             and entry.is_file(follow_symlinks=False)]
+    main = os.path.join(conf_dir, "request-key.conf")
     if os.path.exists(main):
         files.append(main)
     return files
@@ -176,22 +169,15 @@ class LineCache:
     keyutils reads the files again for every request; the daemon serves
     many, so it reads a file again only when a stat() says it changed.  An
     edit that keeps all four (same size, within one timestamp tick, in
-    place) is the one change this can miss until the next one.  The list
-    of drop-in files is kept the same way, while request-key.d's own stat
-    is unchanged (adding, removing or renaming a file changes it).
+    place) is the one change this can miss until the next one.
     """
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[tuple[int, int, int, int], Lines]] = {}
-        self._listing: dict[str, tuple[tuple[int, int, int], list[str]]] = {}
 
     def __call__(self, path: Path | str) -> Lines:
         try:
             info = os.stat(path)
-        except FileNotFoundError:
-            if os.path.basename(path) == MAIN_FILE:
-                return ()          # as conf_files: no request-key.conf, no lines
-            raise ConfigError(str(path), os.strerror(errno.ENOENT)) from None
         except OSError as err:
             raise ConfigError(str(path), err.strerror or str(err)) from None
         stamp = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
@@ -201,22 +187,6 @@ class LineCache:
         lines = read_lines(path)
         self._files[str(path)] = (stamp, lines)
         return lines
-
-    def files(self, conf_dir: Path | str) -> list[str]:
-        """conf_files(), with the drop-in listing kept while the directory
-        is unchanged; request-key.conf is always listed (``__call__`` reads
-        a missing one as empty), which saves its exists() call."""
-        drop_in = os.path.join(conf_dir, DROP_IN_DIR)
-        try:
-            info = os.stat(drop_in)
-        except OSError:
-            return conf_files(conf_dir)
-        stamp = (info.st_ino, info.st_mtime_ns, info.st_ctime_ns)
-        cached = self._listing.get(drop_in)
-        if cached is None or cached[0] != stamp:
-            cached = (stamp, _drop_ins(drop_in))
-            self._listing[drop_in] = cached
-        return [*cached[1], os.path.join(conf_dir, MAIN_FILE)]
 
 
 def _words(text: str) -> list[str]:
@@ -243,27 +213,6 @@ Matcher = Callable[[str, str], "int | None"]
 Reader = Callable[[Path | str], Lines]
 
 
-@functools.lru_cache(maxsize=4096)
-def _fields(line: str) -> tuple[tuple[str, ...], str | None]:
-    """A line's patterns, as far as they go (up to four), and its command text
-    (None if the line ends before the fourth pattern's terminator).
-
-    Memoised: the daemon meets the same lines on every request, and
-    splitting them was most of a lookup's cost.  Whether a short line is an
-    error depends on the request (keyutils only complains once the fields
-    before the missing one matched), so that is left to the lookup.
-    """
-    patterns: list[str] = []
-    pos = 0
-    for _ in range(4):
-        found = _split_field(line, pos)
-        if found is None:
-            return tuple(patterns), None
-        pattern, pos = found
-        patterns.append(pattern)
-    return tuple(patterns), line[pos:].lstrip(WHITESPACE)
-
-
 def lookup(request: Request, files: Iterable[Path | str],
            matcher: Matcher = match, reader: Reader = read_lines) -> Match | None:
     """The winning line's (where, command text, wildness) or None.
@@ -279,20 +228,24 @@ def lookup(request: Request, files: Iterable[Path | str],
                 raise ConfigError(f"{path}:{number}", "Line too long")
             if not line or line[0] == "#" or line[0] in WHITESPACE:
                 continue
-            patterns, command = _fields(line)
+            where = f"{path}:{number}"
             wildness: list[int] = []
-            for index, datum in enumerate(data):
-                if index == len(patterns):
-                    raise ConfigError(f"{path}:{number}", "Syntax error")
-                absorbed = matcher(patterns[index], datum)
+            pos = 0
+            for datum in data:
+                found = _split_field(line, pos)
+                if found is None:
+                    raise ConfigError(where, "Syntax error")
+                pattern, pos = found
+                absorbed = matcher(pattern, datum)
                 if absorbed is None:
                     break
                 wildness.append(absorbed)
             else:
+                command = line[pos:].lstrip(WHITESPACE)
                 if not command:
-                    raise ConfigError(f"{path}:{number}", "Syntax error")
+                    raise ConfigError(where, "Syntax error")
                 if best is None or tuple(wildness) < best[0]:
-                    best = (tuple(wildness), f"{path}:{number}", command)
+                    best = (tuple(wildness), where, command)
     return None if best is None else (best[1], best[2], best[0])
 
 
@@ -359,16 +312,15 @@ def _expand_arg(request: Request, where: str, arg: str, keysub: KeySub) -> str:
     return payload
 
 
-def resolve(request: Request, conf_dir: Path | str, keysub: KeySub = _no_keysub,
-            matcher: Matcher = match, reader: Reader = read_lines,
-            lister: Callable[[Path | str], list[str]] = conf_files) -> Action | None:
+def resolve(request: Request, conf_dir: Path, keysub: KeySub = _no_keysub,
+            matcher: Matcher = match, reader: Reader = read_lines) -> Action | None:
     """The action for ``request`` under ``conf_dir``, None if no line matches.
 
     ``matcher`` exists for the differential test, which swaps in keyutils'
-    own (buggy) matcher to show that nothing else differs; ``reader``
-    and ``lister`` are where the daemon puts its LineCache.
+    own (buggy) matcher to show that nothing else differs; ``reader`` is
+    where the daemon puts its LineCache.
     """
-    found = lookup(request, lister(conf_dir), matcher, reader)
+    found = lookup(request, conf_files(conf_dir), matcher, reader)
     if found is None:
         return None
     where, command, wildness = found

@@ -214,8 +214,7 @@ class Server:
                                str(query.fsuid), str(query.fsgid), str(query.thread_keyring),
                                str(query.process_keyring), str(query.session_keyring))
         try:
-            action = conf.resolve(request, self.config_dir, reader=self.lines,
-                                  lister=self.lines.files)
+            action = conf.resolve(request, self.config_dir, reader=self.lines)
         except conf.ConfigError as err:
             log.warning("config error: %s", err)
             negate(target, NEGATE_TIMEOUT)
