@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import os
 import select
 import signal
 import threading
@@ -31,6 +30,7 @@ from kcont.keys import USER, Key, Keyring
 from kcont.watch import KeyChange, KeyEvent, WatchQueue
 from request_key_daemon.policy import Policy, PolicyError
 from request_key_daemon.serve import Outcome, Server, comm_of
+from request_key_daemon.wakeup import Wakeup
 
 log = logging.getLogger("request-key-daemon")
 WATCH_ID = 0x6B
@@ -58,7 +58,7 @@ class Daemon:
         self.lock = threading.Lock()
         self.counts = {"served": 0, "instantiated": 0, "negated": 0, "rejected": 0, "gone": 0}
         self.latencies: list[float] = []
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wakeup = Wakeup()
         self._stopping = False
         self.queue = self._find_or_make_queue()
         self.watch = WatchQueue()
@@ -182,13 +182,9 @@ class Daemon:
         log.info("policy set to %s by uid %d", new.source, uid)
         return {"policy": new.source}
 
-    def wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._wake_w, b"x")
-
     def stop(self) -> None:
         self._stopping = True
-        self.wake()
+        self.wakeup.wake()
 
     def run(self, extra_fds: dict[int, Callable[[], None]] | None = None) -> None:
         extra = extra_fds or {}
@@ -197,7 +193,7 @@ class Daemon:
             log.info("serving %d requests left in the queue", backlog)
         watch_fd = self.watch.fileno()
         while not self._stopping:
-            ready, _, _ = select.select([watch_fd, self._wake_r, *extra], [], [])
+            ready, _, _ = select.select([watch_fd, self.wakeup.fileno(), *extra], [], [])
             if watch_fd in ready:
                 for event in self.watch.read():
                     if isinstance(event, KeyEvent) and event.change is KeyChange.LINKED:
@@ -207,9 +203,8 @@ class Daemon:
             for fd in ready:
                 if fd in extra:
                     extra[fd]()
-            if self._wake_r in ready:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(self._wake_r, 64)
+            if self.wakeup.fileno() in ready:
+                self.wakeup.drain()
         self._shutdown()
 
     def _shutdown(self) -> None:
@@ -225,6 +220,7 @@ class Daemon:
         self.watch.close()
 
     def install_signals(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self.stop())
-        signal.signal(signal.SIGINT, lambda *_: self.stop())
-        signal.signal(signal.SIGHUP, lambda *_: (self.reload(), self.wake()))
+        """SIGTERM and SIGINT stop, SIGHUP reloads; any of them wakes the loop
+        even if it arrives just before select() (see wakeup.py)."""
+        self.wakeup.install({signal.SIGTERM: self.stop, signal.SIGINT: self.stop,
+                             signal.SIGHUP: self.reload})
