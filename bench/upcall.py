@@ -11,6 +11,9 @@ measures, side by side, request_key() latency and throughput at 1, 8 and
 - ``daemon-exec``: request-key-daemon in an untrusted container, the same
   ``keyctl instantiate`` line, exec'd per request;
 - ``daemon-builtin``: the same daemon, an ``@static`` line: no fork;
+- ``bare-server``: bench/bare_server.py in a third container: the
+  daemon's wake-up, keyctl calls and one Python handler call, without its
+  config, policy or log line (the lower bound for a Python daemon);
 - ``floor``: the same keyctl calls as the built-in path, made in a loop by
   one thread with no wake-up: add_key() of the same payload (standing in
   for request_key()'s making of the key), then on a request held pending
@@ -182,6 +185,24 @@ def start_daemon(box, confdir: Path) -> int:  # type: ignore[no-untyped-def]
     return pid
 
 
+def start_bare_server(box) -> int:  # type: ignore[no-untyped-def]
+    """bench/bare_server.py as the container's first member, registered."""
+    ready_r, ready_w = os.pipe()
+    pid = box.fork()
+    if pid == 0:
+        try:
+            os.close(ready_r)
+            from bare_server import serve_forever
+            serve_forever(box.fd, unique("kcont-bench-bare-"), ready_w)
+        finally:
+            os._exit(1)
+    os.close(ready_w)
+    if not select.select([ready_r], [], [], 120)[0] or os.read(ready_r, 1) != b"R":
+        raise SystemExit("the bare server did not become ready")
+    os.close(ready_r)
+    return pid
+
+
 def guest() -> dict:
     from kcont.container import Container
     from kcont.keys import Keyring
@@ -197,12 +218,14 @@ def guest() -> dict:
                                               "create user kcont-bb:* * @static payload\n")
     subprocess.run(["mount", "--bind", str(conf), "/etc/request-key.conf"], check=True)
     results: dict[str, dict] = {"classic": {}, "daemon-exec": {}, "daemon-builtin": {},
-                                "floor": {}, "kernel-only": {}}
+                                "bare-server": {}, "floor": {}, "kernel-only": {}}
     box = Container("kcont-bench", trusted=False)
     held = Container("kcont-bench-held", trusted=False)
     holder, auth = held_request(held)
     floor = make_floor(auth)
     daemon = start_daemon(box, confdir)
+    bare = Container("kcont-bench-bare", trusted=False)
+    bare_pid = start_bare_server(bare)
     try:
         for conc in CONCURRENCY:
             key = str(conc)
@@ -211,12 +234,17 @@ def guest() -> dict:
                 box, lambda c=conc: load(requester, "kcont-bd:", c))
             results["daemon-builtin"][key] = in_container(
                 box, lambda c=conc: load(requester, "kcont-bb:", c))
+            results["bare-server"][key] = in_container(
+                bare, lambda c=conc: load(requester, "kcont-bs:", c))
             results["floor"][key] = load(floor, "kcont-bf:", conc)
             results["kernel-only"][key] = load(kernel_only, "kcont-bk:", conc)
     finally:
         os.kill(daemon, 15)
         os.waitpid(daemon, 0)
         box.close()
+        os.kill(bare_pid, 9)
+        bare.wait(bare_pid)
+        bare.close()
         os.kill(holder, 9)      # its container dies with it: the request is cancelled
         held.wait(holder)
         held.close()
@@ -226,7 +254,10 @@ def guest() -> dict:
             "ratios": {"classic_over_builtin_p50": round(one["classic"]
                                                          / one["daemon-builtin"], 1),
                        "builtin_over_floor_p50": round(one["daemon-builtin"] / one["floor"],
-                                                       1)}}
+                                                       1),
+                       "builtin_over_bare_p50": round(one["daemon-builtin"]
+                                                      / one["bare-server"], 1),
+                       "bare_over_floor_p50": round(one["bare-server"] / one["floor"], 1)}}
 
 
 def main() -> int:
