@@ -71,3 +71,21 @@ def test_compile_step() -> None:
 def test_missing_apt_packages() -> None:
     missing = install.missing_apt_packages(("dpkg", "kcont-no-such-package"))
     assert missing == ["kcont-no-such-package"]
+
+
+def test_run_outcome_keep_copies_files_dirs_and_console(tmp_path: Path) -> None:
+    from kcont_vm.runner import RunOutcome
+
+    results = tmp_path / "run" / "results"
+    (results / "round-001").mkdir(parents=True)
+    (results / "round-001" / "guest.xml").write_text("<x/>")
+    (results / "soak.json").write_text("{}")
+    (results / "guest-rc").write_text("0")
+    console = tmp_path / "run" / "console.log"
+    console.write_text("boot")
+    out = tmp_path / "out"
+    out.mkdir()
+    kept = RunOutcome(0, 0, [], console, results, 1.0).keep(out, "console-guest.log")
+    assert kept == out / "console-guest.log" and kept.read_text() == "boot"
+    assert (out / "round-001" / "guest.xml").read_text() == "<x/>"
+    assert (out / "soak.json").exists() and not (out / "guest-rc").exists()

@@ -75,6 +75,21 @@ class RunOutcome:
     results: Path
     seconds: float
 
+    def keep(self, out: Path, console_name: str) -> Path:
+        """Copy what the guest left (files and directories, but not its exit
+        status file) and the console log, as ``console_name``, into ``out``,
+        which outlives the run directory; the console copy's path."""
+        for item in self.results.iterdir():
+            if item.name == "guest-rc":
+                continue
+            if item.is_dir():
+                shutil.copytree(item, out / item.name, dirs_exist_ok=True)
+            else:
+                shutil.copy(item, out / item.name)
+        console = out / console_name
+        shutil.copy(self.console_log, console)
+        return console
+
 
 def new_run_dir(cache: Cache) -> Path:
     cache.runs.mkdir(parents=True, exist_ok=True)

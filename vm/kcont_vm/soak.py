@@ -139,13 +139,7 @@ def run_soak(hours: float, profile: str = "debug", scale: float = 1.0) -> int:
                         f"{seconds:.0f}", "--scale", f"{scale:g}"])
     print(f"== soak: {hours:g} h on the {profile} kernel, one boot ==", flush=True)
     outcome = boot(spec, run_dir=new_run_dir(Cache.default()))
-    for item in outcome.results.iterdir():
-        target = out / item.name
-        if item.is_dir():
-            shutil.copytree(item, target, dirs_exist_ok=True)
-        else:
-            shutil.copy(item, target)
-    shutil.copy(outcome.console_log, out / "console.log")
+    outcome.keep(out, "console.log")
     soak_json = outcome.results / "soak.json"
     soak = json.loads(soak_json.read_text()) if soak_json.exists() else None
     console = outcome.console_log.read_text(errors="replace").splitlines()

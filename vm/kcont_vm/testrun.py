@@ -106,11 +106,7 @@ def run_guest_stage(stage: GuestStage, bzimage: Path, pytest_extra: list[str],
     if stage.report_keyutils:
         lines.append(keyutils or f"{'keyutils':10s} not run (deselected or never reached): "
                                  "not a full check")
-    for item in outcome.results.iterdir():
-        if item.name != "guest-rc":
-            shutil.copy(item, out / item.name)
-    console = out / f"console-{stage.name}.log"
-    shutil.copy(outcome.console_log, console)
+    console = outcome.keep(out, f"console-{stage.name}.log")
     lines.append(f"{'boot':10s} {time.monotonic() - start:.0f}s in the {stage.profile} guest; "
                  f"console: {console}")
     verdict = EXIT_OK
