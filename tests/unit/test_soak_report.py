@@ -74,3 +74,10 @@ def test_the_report_has_every_round_and_the_totals() -> None:
     assert "| kernel reports | 1 |" in text
     assert "| 2 | 22 | 100 | 9 | 0 | 0 | kasan |" in text
     assert "| create | 6 |" in text
+
+
+def test_the_span_runs_from_the_first_round_start_to_the_last_round_end() -> None:
+    assert soak.round_span(CONSOLE) == 4.0
+    assert soak.round_span(CONSOLE[:2]) is None
+    text = soak.render({"rounds": [_round(1)]}, {}, 1.0, 3800.0, 3677.2)
+    assert "last one's end: 61.3 min" in text

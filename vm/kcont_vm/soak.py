@@ -30,6 +30,7 @@ from kcont_vm.runner import RunSpec, boot, new_run_dir
 # Not under test-results/, which every `kcont-vm test` starts by emptying.
 SOAK_DIR = Path("soak-results")
 ROUND_BEGINS = re.compile(r"kcont-soak: round (\d+) begins")
+ROUND_MARK = re.compile(r"^\[\s*(\d+\.\d+)\] kcont-soak: round \d+ (?:begins|ends)")
 # After the deadline: the last round (it starts before and ends after), kmemleak, shutdown.
 GRACE_SECONDS = 2400
 
@@ -52,6 +53,13 @@ def report_rounds(console: list[str], found: list[Report]) -> dict[int, list[str
     return by_round
 
 
+def round_span(console: list[str]) -> float | None:
+    """Seconds of guest uptime from the first round's start to the last
+    round's end (kmemleak scans between rounds included); None if unmarked."""
+    stamps = [float(m.group(1)) for line in console if (m := ROUND_MARK.search(line))]
+    return stamps[-1] - stamps[0] if len(stamps) >= 2 else None
+
+
 def totals(rounds: list[dict[str, Any]]) -> dict[str, Counter[str]]:
     """Each suite's counts (steps, calls, faults) summed over the rounds."""
     summed: dict[str, Counter[str]] = {}
@@ -68,7 +76,7 @@ def totals(rounds: list[dict[str, Any]]) -> dict[str, Counter[str]]:
 
 
 def render(soak: dict[str, Any], by_round: dict[int, list[str]], hours: float,
-           boot_seconds: float) -> str:
+           boot_seconds: float, span: float | None = None) -> str:
     rounds = soak["rounds"]
     seconds = sum(r["seconds"] for r in rounds)
     failed = sum(len(r["failed"]) + r["skipped"] for r in rounds)
@@ -77,7 +85,10 @@ def render(soak: dict[str, Any], by_round: dict[int, list[str]], hours: float,
     out = [
         "# kcont soak report", "",
         f"Asked: {hours:g} h.  Ran {len(rounds)} rounds, {seconds / 3600:.2f} h of tests "
-        f"in one debug boot of {boot_seconds / 3600:.2f} h (KASAN, lockdep, kmemleak).", "",
+        f"in one debug boot of {boot_seconds / 3600:.2f} h (KASAN, lockdep, kmemleak)."
+        + ("" if span is None else
+           f"  From the first round's start to the last one's end: {span / 60:.1f} min "
+           "(the tests, and the kmemleak scan after each round)."), "",
         "| | count |", "|---|---|",
         f"| rounds | {len(rounds)} |",
         f"| tests run | {sum(r['tests'] for r in rounds)} |",
@@ -146,10 +157,12 @@ def run_soak(hours: float, profile: str = "debug", scale: float = 1.0) -> int:
     by_round = report_rounds(console, outcome.reports)
     verdict = judge(soak, by_round, outcome.command_rc)
     if soak is not None:
-        (out / "report.md").write_text(render(soak, by_round, hours, outcome.seconds))
+        span = round_span(console)
+        (out / "report.md").write_text(render(soak, by_round, hours, outcome.seconds, span))
         (out / "report.json").write_text(json.dumps(
             {"hours": hours, "boot_seconds": round(outcome.seconds), "verdict": verdict.code,
-             "kernel_reports": by_round, "totals": totals(soak["rounds"]), **soak},
+             "rounds_span_seconds": span, "kernel_reports": by_round,
+             "totals": totals(soak["rounds"]), **soak},
             indent=1) + "\n")
     status = "PASS" if verdict.code == EXIT_OK else f"FAIL (exit {verdict.code})"
     print("\n".join(["== kcont-vm soak summary ==", *verdict.lines, f"result: {status}",
