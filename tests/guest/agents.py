@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import threading
@@ -141,9 +142,7 @@ def _handle(sock: socket.socket, msg: dict[str, Any]) -> bool:
     elif op == "daemon":
         _send(sock, _start_daemon(msg["fd"], msg["args"]))
     elif op == "signal":
-        os.kill(msg["pid"], msg["sig"])
-        _, status = os.waitpid(msg["pid"], 0)
-        _send(sock, {"status": status})
+        _send(sock, _signal_and_reap(msg["pid"], msg["sig"], msg["grace"]))
     elif op == "exit":
         return False
     return True
@@ -154,6 +153,21 @@ def _start_daemon(container_fd: int, args: list[str]) -> dict[str, Any]:
     log = open(f"/tmp/rkd-{os.getpid()}-{container_fd}.log", "w")  # noqa: SIM115
     proc, ready = start_daemon(container_fd, args, stderr=log)
     return {"pid": proc.pid, "ready": ready, "log": log.name}
+
+
+def _signal_and_reap(pid: int, sig: int, grace: float) -> dict[str, Any]:
+    """Signal a child and reap it; one that outlives ``grace`` seconds is
+    SIGKILLed, so that the test learns it ignored the signal instead of
+    waiting on the agent for ever."""
+    os.kill(pid, sig)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return {"status": status, "killed": False}
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return {"status": os.waitpid(pid, 0)[1], "killed": True}
 
 
 def _serve(sock: socket.socket) -> None:
@@ -172,6 +186,10 @@ def _serve(sock: socket.socket) -> None:
 
 
 @dataclass
+class IgnoredSignal(AssertionError):
+    """A child of the agent outlived the signal sent to stop it."""
+
+
 class Pending:
     """Requests in flight from one requester process; read their outcomes."""
 
@@ -275,9 +293,16 @@ class Agent:
         reply, _ = self._call({"op": "daemon", "fd": container_fd, "args": list(args)})
         return reply
 
-    def kill(self, pid: int, sig: int) -> int:
-        """Signal a child of the agent (the daemon) and reap it; its wait status."""
-        reply, _ = self._call({"op": "signal", "pid": pid, "sig": sig})
+    def kill(self, pid: int, sig: int, grace: float = 60.0) -> int:
+        """Signal a child of the agent (the daemon) and reap it; its wait status.
+
+        A child still alive ``grace`` seconds later is SIGKILLed and
+        ``IgnoredSignal`` raised, well inside the agent's answer timeout.
+        """
+        reply, _ = self._call({"op": "signal", "pid": pid, "sig": sig, "grace": grace})
+        if reply["killed"]:
+            raise IgnoredSignal(f"pid {pid} was still alive {grace:g}s after signal {sig}; "
+                                "SIGKILLed")
         return reply["status"]
 
     def stop(self) -> None:

@@ -29,6 +29,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from operator import methodcaller
 from typing import Any
 
 import pytest
@@ -213,20 +214,9 @@ def test_request_races_container_death(requests: int, delay: float, serving: boo
 
 # ------------------------------------------------------ revoke against delivery
 
-def _revoke(queue: Keyring) -> None:
-    queue.revoke()
-
-
-def _clear(queue: Keyring) -> None:
-    queue.clear()
-
-
-def _invalidate(queue: Keyring) -> None:
-    queue.invalidate()
-
-
+# Each ending is the Keyring method of that name.
 ENDINGS: dict[str, Callable[[Keyring], None]] = {
-    "revoke": _revoke, "clear": _clear, "invalidate": _invalidate}
+    name: methodcaller(name) for name in ("revoke", "clear", "invalidate")}
 
 
 @pytest.mark.parametrize("ending", list(ENDINGS))

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agents import Agent
+from agents import Agent, IgnoredSignal
 from upcall_fixtures import marked, marking_helper, unique
 
 from kcont.container import Container
@@ -58,9 +58,14 @@ def _container(name: str, address: str, tmp: Path) -> tuple[Container, Agent, di
 
 
 def _stop(box: Container, agent: Agent, daemon: dict) -> str:
-    status = agent.kill(daemon["pid"], signal.SIGTERM)
-    agent.stop()
-    box.close()
+    try:
+        status = agent.kill(daemon["pid"], signal.SIGTERM)
+    except IgnoredSignal as err:
+        raise IgnoredSignal(f"the daemon ignored SIGTERM ({err}); its log:\n"
+                            + Path(daemon["log"]).read_text()) from None
+    finally:
+        agent.stop()
+        box.close()
     assert status == 0, f"daemon exit status {status}"
     return Path(daemon["log"]).read_text()
 
