@@ -110,8 +110,12 @@ class Daemon:
         self._done(auth, outcome)
 
     def _done(self, auth: int, outcome: Outcome | None) -> None:
-        with contextlib.suppress(OSError):   # already gone with its request
-            Key(auth).unlink(self.queue)
+        # An answer (instantiate, negate, reject) invalidates the auth key,
+        # which takes it out of the queue; only what ended otherwise (or
+        # failed in serving) is unlinked here, so that it is not served again.
+        if outcome is None or outcome.kind == "gone":
+            with contextlib.suppress(OSError):   # already gone with its request
+                Key(auth).unlink(self.queue)
         with self.lock:
             self.in_flight.discard(auth)
             if outcome is not None:
