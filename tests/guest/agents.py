@@ -185,11 +185,11 @@ def _serve(sock: socket.socket) -> None:
             pass
 
 
-@dataclass
 class IgnoredSignal(AssertionError):
     """A child of the agent outlived the signal sent to stop it."""
 
 
+@dataclass
 class Pending:
     """Requests in flight from one requester process; read their outcomes."""
 
