@@ -173,6 +173,15 @@ def in_container(box, body: Callable[[], dict]) -> dict:  # type: ignore[no-unty
     return json.loads(data)
 
 
+def wait_ready(ready_r: int, what: str) -> None:
+    """Wait up to 120 s for the readiness byte on ``ready_r``, then close it."""
+    try:
+        if not select.select([ready_r], [], [], 120)[0] or os.read(ready_r, 1) != b"R":
+            raise SystemExit(f"{what} did not become ready")
+    finally:
+        os.close(ready_r)
+
+
 def start_daemon(box, confdir: Path, log: Path) -> int:  # type: ignore[no-untyped-def]
     """request-key-daemon as the container's init (its first member), its
     log lines (stderr) going to ``log``, as to a log file when deployed:
@@ -189,9 +198,7 @@ def start_daemon(box, confdir: Path, log: Path) -> int:  # type: ignore[no-untyp
                                   "--container-fd", str(box.fd), "--ready-fd", str(ready_w),
                                   "--workers", "16", "--config-dir", str(confdir)])
     os.close(ready_w)
-    if not select.select([ready_r], [], [], 120)[0] or os.read(ready_r, 1) != b"R":
-        raise SystemExit("request-key-daemon did not become ready")
-    os.close(ready_r)
+    wait_ready(ready_r, "request-key-daemon")
     return pid
 
 
@@ -207,9 +214,7 @@ def start_bare_server(box) -> int:  # type: ignore[no-untyped-def]
         finally:
             os._exit(1)
     os.close(ready_w)
-    if not select.select([ready_r], [], [], 120)[0] or os.read(ready_r, 1) != b"R":
-        raise SystemExit("the bare server did not become ready")
-    os.close(ready_r)
+    wait_ready(ready_r, "the bare server")
     return pid
 
 
