@@ -38,7 +38,7 @@ from budget import examples
 from conftest import RESULTS
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from upcall_fixtures import sysctl, unique
+from upcall_fixtures import fault_switch, sysctl, unique
 
 from kcont import upcalls
 from kcont.container import Container, create_raw
@@ -210,6 +210,48 @@ def test_request_races_container_death(requests: int, delay: float, serving: boo
             requester.stop()
             inner.close()
     _outcomes(results, {errno.ECANCELED, errno.ENOKEY}, "request/death")
+
+
+# Short, so that a lost request shows as ETIMEDOUT within the test.
+MID_ROUTE_TIMEOUT = 8
+
+
+@settings(max_examples=BUDGET, deadline=None)
+@given(threads=st.integers(2, 12), hold_ms=st.integers(50, 250), at=st.floats(0, 1))
+def test_no_request_is_lost_to_a_container_dying_mid_route(threads: int, hold_ms: int,
+                                                          at: float) -> None:
+    """Regression: a request that had passed the routing's dead-container
+    check when the record's container died, but became pending only after
+    the death had cancelled its container's requests, was left to time
+    out.  CI once saw it as a requester silent for the whole timeout.
+
+    The debug kernel's fault switch holds each routed request ``hold_ms``
+    before its delivery, with the record's lock held, so the requests go
+    through one by one; the parent's init exits ``at`` of the way through
+    them, when one is inside that window and the rest wait on the lock.
+    Nobody serves (a server would answer a lost request and hide it).
+    Each request must end ECANCELED (pending at the death) or ENOKEY
+    (routed after it), never ETIMEDOUT."""
+    queue = Keyring.join_session().add_keyring(unique("rq"))
+    with sysctl("kernel.keys.intercept_timeout", str(MID_ROUTE_TIMEOUT)), \
+            fault_switch("intercept_deliver_delay_ms", str(hold_ms)), \
+            Container("kcont-race-route", trusted=False) as outer:
+        outer_agent = Agent(outer)
+        inner = outer_agent.create("kcont-race-router", 0)
+        outer.intercept("user", queue=queue.serial)
+        requester = Agent(inner)
+        try:
+            pending = requester.request("user", [unique("route") for _ in range(threads)])
+            pending.namespaces()
+            time.sleep(at * threads * hold_ms / 1000)
+            outer_agent.stop()
+            results = pending.results(timeout=MID_ROUTE_TIMEOUT + 30)
+        finally:
+            requester.stop()
+            inner.close()
+    lost = [r for r in results if r.get("errno") == errno.ETIMEDOUT]
+    assert not lost, f"{len(lost)} of {threads} requests lost to the container's death: {lost}"
+    _outcomes(results, {errno.ECANCELED, errno.ENOKEY}, "mid-route death")
 
 
 # ------------------------------------------------------ revoke against delivery

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,15 +30,13 @@ import pytest
 from agents import Agent
 from hypothesis import given, settings
 from routing_world import Scenario, World, in_user_ns, scenarios
-from upcall_fixtures import marking_helper, sysctl, unique
+from upcall_fixtures import fault_switch, marking_helper, sysctl, unique
 from upcall_probe import Snoop, Window
 
 from kcont import routing_model as model
 from kcont.container import Container, Flag
 from kcont.keys import Keyring
 from kcont.probes.events import NS_KINDS, Trail
-
-IGNORE_NS = Path("/sys/kernel/debug/keys/intercept_ignore_ns")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -197,14 +195,9 @@ def test_every_upcall_went_where_the_filter_says(upcall_snoop: Snoop, daemon_con
     assert len(routes) == len(expects), "upcalls seen != requests that needed one"
 
 
-@contextmanager
-def ignoring(kinds: str) -> Iterator[None]:
+def ignoring(kinds: str) -> AbstractContextManager[None]:
     """The series' fault switch: routing treats these kinds as matching."""
-    IGNORE_NS.write_text(f"{model.NS_BIT[kinds]:#x}\n")
-    try:
-        yield
-    finally:
-        IGNORE_NS.write_text("0\n")
+    return fault_switch("intercept_ignore_ns", f"{model.NS_BIT[kinds]:#x}")
 
 
 def test_the_probes_catch_a_filter_that_ignores_a_namespace(upcalls_seen: Window,

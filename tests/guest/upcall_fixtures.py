@@ -11,6 +11,7 @@ description missing from the file proves the helper never ran for it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import subprocess
@@ -56,15 +57,29 @@ def marked() -> set[str]:
     return set(MARKS.read_text().split())
 
 
+# The series' fault switches (CONFIG_KEYS_INTERCEPT_FAULT, debug profile).
+FAULT_SWITCHES = Path("/sys/kernel/debug/keys")
+
+
 @contextmanager
-def sysctl(name: str, value: str) -> Iterator[None]:
-    path = Path("/proc/sys") / name.replace(".", "/")
+def written(path: Path, value: str) -> Iterator[None]:
+    """``value`` in a sysctl or debugfs file for the block, then the old one."""
     old = path.read_text().strip()
     path.write_text(value)
     try:
         yield
     finally:
         path.write_text(old)
+
+
+def sysctl(name: str, value: str) -> contextlib.AbstractContextManager[None]:
+    return written(Path("/proc/sys") / name.replace(".", "/"), value)
+
+
+def fault_switch(name: str, value: str) -> contextlib.AbstractContextManager[None]:
+    """One of the series' debugfs fault switches, set for the block.  The
+    debug kernel has them; a kernel without them fails here, loudly."""
+    return written(FAULT_SWITCHES / name, value)
 
 
 def wait_queued(queues: list[Keyring], want: int, timeout: float = 60.0) -> dict[int, list[int]]:
