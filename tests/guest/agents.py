@@ -20,7 +20,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -344,3 +345,25 @@ def request_in(container: Container | None, key_type: str, desc: str,
         return agent.request(key_type, desc, callout=callout).result()
     finally:
         agent.stop()
+
+
+@contextmanager
+def requester_below(outer: Container, name: str) -> Iterator[tuple[Agent, Agent]]:
+    """``outer``'s init and a requester in a child container that init makes.
+
+    A record of ``outer`` then intercepts the requester's requests, and
+    ``outer`` can die (its init's ``stop()``) while the requester lives on
+    to report how its requests ended.  Yields (outer's init, requester);
+    both are stopped and the child's fd closed afterwards.
+    """
+    outer_agent = Agent(outer)
+    inner = outer_agent.create(name, 0)
+    try:
+        requester = Agent(inner)
+        try:
+            yield outer_agent, requester
+        finally:
+            requester.stop()
+    finally:
+        outer_agent.stop()
+        inner.close()

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from agents import Agent, request_in
+from agents import Agent, request_in, requester_below
 from upcall_fixtures import marked, marking_helper, serve, sysctl, unique, wait_queued
 
 from kcont import upcalls
@@ -198,25 +198,17 @@ def test_ending_a_record_completes_all_its_pending_requests_at_once(
     the record goes and all 100 fail at once with the documented errno."""
     end, expected = ENDINGS[ending]
     with sysctl("kernel.keys.intercept_timeout", "600"), \
-            Container("kcont-outer", trusted=False) as outer:
-        outer_agent = Agent(outer)
-        inner = outer_agent.create("kcont-inner", 0)
+            Container("kcont-outer", trusted=False) as outer, \
+            requester_below(outer, "kcont-inner") as (outer_agent, requester):
         outer.intercept("user", queue=queue.serial)
-        requester = Agent(inner)
-        try:
-            descs = [unique(ending) for _ in range(PENDING)]
-            pending = requester.request("user", descs)
-            queued = wait_queued([queue], PENDING, timeout=300)[queue.serial]
-            assert len(queued) == PENDING
-            start = time.monotonic()
-            end(outer, queue, outer_agent)
-            results = pending.results(timeout=120)
-            took = time.monotonic() - start
-        finally:
-            requester.stop()
-            if ending != "container-death":
-                outer_agent.stop()
-            inner.close()
+        descs = [unique(ending) for _ in range(PENDING)]
+        pending = requester.request("user", descs)
+        queued = wait_queued([queue], PENDING, timeout=300)[queue.serial]
+        assert len(queued) == PENDING
+        start = time.monotonic()
+        end(outer, queue, outer_agent)
+        results = pending.results(timeout=120)
+        took = time.monotonic() - start
     assert sorted(r.get("errno") for r in results) == [expected] * PENDING
     assert took < 10, f"{PENDING} requests took {took:.1f} s to fail after {ending}"
 

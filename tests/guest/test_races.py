@@ -33,7 +33,7 @@ from operator import methodcaller
 from typing import Any
 
 import pytest
-from agents import Agent
+from agents import Agent, requester_below
 from budget import examples
 from conftest import RESULTS
 from hypothesis import given, settings
@@ -191,11 +191,9 @@ def test_request_races_container_death(requests: int, delay: float, serving: boo
     (pending when the parent died) or ENOKEY (routed after: the untrusted
     child has nowhere else to go)."""
     queue = Keyring.join_session().add_keyring(unique("rq"))
-    with Container("kcont-race-outer", trusted=False) as outer:
-        outer_agent = Agent(outer)
-        inner = outer_agent.create("kcont-race-inner", 0)
+    with Container("kcont-race-outer", trusted=False) as outer, \
+            requester_below(outer, "kcont-race-inner") as (outer_agent, requester):
         outer.intercept("user", queue=queue.serial)
-        requester = Agent(inner)
         server = Server([queue])
         if serving:
             server.start()
@@ -207,8 +205,6 @@ def test_request_races_container_death(requests: int, delay: float, serving: boo
         finally:
             if serving:
                 server.finish()
-            requester.stop()
-            inner.close()
     _outcomes(results, {errno.ECANCELED, errno.ENOKEY}, "request/death")
 
 
@@ -235,20 +231,14 @@ def test_no_request_is_lost_to_a_container_dying_mid_route(threads: int, hold_ms
     queue = Keyring.join_session().add_keyring(unique("rq"))
     with sysctl("kernel.keys.intercept_timeout", str(MID_ROUTE_TIMEOUT)), \
             fault_switch("intercept_deliver_delay_ms", str(hold_ms)), \
-            Container("kcont-race-route", trusted=False) as outer:
-        outer_agent = Agent(outer)
-        inner = outer_agent.create("kcont-race-router", 0)
+            Container("kcont-race-route", trusted=False) as outer, \
+            requester_below(outer, "kcont-race-router") as (outer_agent, requester):
         outer.intercept("user", queue=queue.serial)
-        requester = Agent(inner)
-        try:
-            pending = requester.request("user", [unique("route") for _ in range(threads)])
-            pending.namespaces()
-            time.sleep(at * threads * hold_ms / 1000)
-            outer_agent.stop()
-            results = pending.results(timeout=MID_ROUTE_TIMEOUT + 30)
-        finally:
-            requester.stop()
-            inner.close()
+        pending = requester.request("user", [unique("route") for _ in range(threads)])
+        pending.namespaces()
+        time.sleep(at * threads * hold_ms / 1000)
+        outer_agent.stop()
+        results = pending.results(timeout=MID_ROUTE_TIMEOUT + 30)
     lost = [r for r in results if r.get("errno") == errno.ETIMEDOUT]
     assert not lost, f"{len(lost)} of {threads} requests lost to the container's death: {lost}"
     _outcomes(results, {errno.ECANCELED, errno.ENOKEY}, "mid-route death")
