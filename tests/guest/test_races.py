@@ -253,14 +253,23 @@ ENDINGS: dict[str, Callable[[Keyring], None]] = {
 
 @pytest.mark.parametrize("ending", list(ENDINGS))
 @settings(max_examples=BUDGET, deadline=None)
-@given(requests=st.integers(1, 24), delay=st.floats(0, 0.5), serving=st.booleans())
+@given(requests=st.integers(1, 24), delay=st.floats(0, 0.5), serving=st.booleans(),
+       hold_ms=st.sampled_from([0, 0, 20, 100]))
 def test_revoke_races_delivery(ending: str, requests: int, delay: float,
-                               serving: bool) -> None:
+                               serving: bool, hold_ms: int) -> None:
     """A request ends served, or EKEYREVOKED: pending when the queue went,
     or delivered to it after (revoked and invalidated keyrings refuse the
-    link; a cleared one takes it, and is then served or ended again)."""
+    link; a cleared one takes it, and is then served or ended again).
+
+    With ``hold_ms``, the debug kernel's fault switch holds each request
+    that long between routing's choice of the record and its delivery, so
+    they go one by one and the queue usually ends while one is held: its
+    delivery must then find the queue ended (a revoked one refuses the
+    link, an invalidated one is checked once the request is pending, a
+    cleared one takes it and is cleared again)."""
     queue = Keyring.join_session().add_keyring(unique("rq"))
-    with Container("kcont-race-queue", trusted=False) as box:
+    with fault_switch("intercept_deliver_delay_ms", str(hold_ms)), \
+            Container("kcont-race-queue", trusted=False) as box:
         box.intercept("user", queue=queue.serial)
         requester = Agent(box)
         server = Server([queue])
@@ -286,6 +295,7 @@ def test_revoke_races_delivery(ending: str, requests: int, delay: float,
     allowed = {errno.EKEYREVOKED}
     _outcomes(results, allowed, f"{ending}/delivery")
     SEEN[f"{ending}/delivery: requests"] += requests
+    SEEN[f"{ending}/delivery: requests held {hold_ms} ms"] += requests
     if ending != "clear":
         with pytest.raises(OSError) as refused:
             Key(queue.serial).describe()
