@@ -8,9 +8,13 @@ and the moment the second thread strikes:
   an eventfd, which usually takes the same number);
 - request against container death: requesters in a child container make
   requests that a record of the parent container intercepts, a server
-  thread answers them, and the parent's init exits meanwhile;
+  thread answers them, and the parent's init exits meanwhile; a second
+  test (the regression test for a race CI found) holds each request
+  between routing and delivery with the debug kernel's fault switch, so
+  that the death lands inside that window every run;
 - revoke against delivery: requests are delivered to a queue keyring and
-  served while the queue is revoked, cleared or invalidated.
+  served while the queue is revoked, cleared or invalidated, some
+  examples with the same switch holding each delivery.
 
 Only documented outcomes are allowed, every requester gets an answer long
 before the intercept timeout (a request lost between delivery and the
