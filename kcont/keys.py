@@ -45,6 +45,23 @@ class KeyDescription:
 
 
 @dataclass(frozen=True)
+class RawKeyDescription:
+    """KEYCTL_DESCRIBE as bytes: a description need not be UTF-8, and what
+    request-key.conf matches must be the bytes the kernel holds."""
+
+    type: bytes
+    uid: int
+    gid: int
+    perm: int
+    description: bytes
+
+    @classmethod
+    def parse(cls, raw: bytes) -> RawKeyDescription:
+        ktype, uid, gid, perm, desc = raw.split(b";", 4)
+        return cls(ktype, int(uid), int(gid), int(perm, 16), desc)
+
+
+@dataclass(frozen=True)
 class Key:
     """A key by serial number (special KEY_SPEC_* values are resolved first)."""
 
@@ -54,7 +71,15 @@ class Key:
         buf = ffi.new("char **")
         check("keyctl_describe", lib.keyctl_describe_alloc(self.serial, buf))
         try:
-            return KeyDescription.parse(ffi.string(buf[0]).decode())
+            return KeyDescription.parse(ffi.string(buf[0]).decode("utf-8", "surrogateescape"))
+        finally:
+            lib.free(buf[0])
+
+    def describe_bytes(self) -> RawKeyDescription:
+        buf = ffi.new("char **")
+        check("keyctl_describe", lib.keyctl_describe_alloc(self.serial, buf))
+        try:
+            return RawKeyDescription.parse(ffi.string(buf[0]))
         finally:
             lib.free(buf[0])
 
@@ -162,10 +187,10 @@ def auth_target(auth: Key) -> int:
     return int(auth.describe().description, 16)
 
 
-def request_key(key_type: str, description: str, callout: str | None = None,
-                destination: Keyring | None = None) -> Key:
+def request_key(key_type: str | bytes, description: str | bytes,
+                callout: str | bytes | None = None, destination: Keyring | None = None) -> Key:
     """request_key(2): find a key, or have one constructed (the upcall) if ``callout``."""
-    cinfo = ffi.NULL if callout is None else callout.encode()
+    cinfo = ffi.NULL if callout is None else _bytes(callout)
     dest = destination.serial if destination is not None else 0
-    return Key(check("request_key", lib.request_key(key_type.encode(), description.encode(),
+    return Key(check("request_key", lib.request_key(_bytes(key_type), _bytes(description),
                                                    cinfo, dest)))

@@ -51,7 +51,7 @@ def test_pipe_timeout_and_missing_program(tmp_path: Path) -> None:
 def test_static_and_python_builtins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert handlers.run_builtin("@static", REQUEST, ("a", "b")) == b"a b"
     (tmp_path / "kcont_test_handler.py").write_text(
-        "def serve(request, args):\n    return f'{request.key}:{args[0]}'.encode()\n"
+        "def serve(request, args):\n    return request.key + b':' + args[0]\n"
         "def broken(request, args):\n    return 1 / 0\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert handlers.run_builtin("@python:kcont_test_handler:serve", REQUEST, ("x",)) == b"42:x"

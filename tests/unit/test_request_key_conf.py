@@ -1,15 +1,19 @@
 """request-key.conf rules: a differential test against keyutils' own request-key.
 
-keyutils' ``request-key -d -l -n -v -v -D DESC op key uid gid tk pk sk
+keyutils' ``request-key -d -l -n -v -v -D DESC -- op key uid gid tk pk sk
 callout`` reads ./request-key.d/*.conf and ./request-key.conf, picks a
 line and prints the program and expanded argv without running anything:
-the oracle.  Hypothesis writes config files and requests; the daemon's
-answer must equal keyutils', with the exceptions named in conf.py, each
-asserted here as the exact difference it is.
+the oracle.  Hypothesis writes config files (arbitrary bytes: non-ASCII,
+NUL, control characters, overlong lines, drop-in directories in odd
+states) and requests (arbitrary bytes but NUL, which no argv and no key
+description can hold); the daemon's answer must equal keyutils', with the
+exceptions named in conf.py, each asserted here as the exact difference
+it is.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -24,29 +28,49 @@ from request_key_daemon import conf
 
 # keyutils is installed by `kcont-vm setup`; its absence is a failure, not a skip.
 REQUEST_KEY = shutil.which("request-key", path="/sbin:/usr/sbin") or "/sbin/request-key"
+RUN = re.compile(rb'(?:^|\n)(Run|PipeThru) (\S*)\n- argv\[0\] = "')
 
 
 @dataclass(frozen=True)
 class Outcome:
     kind: str  # "action", "nomatch", "error"
-    program: str = ""
-    argv: tuple[str, ...] = ()
+    program: bytes = b""
+    argv: tuple[bytes, ...] = ()
     pipe: bool = False
 
 
+def _argv_of(stderr: bytes, start: int) -> tuple[bytes, ...]:
+    """The argv lines keyutils prints last: ``- argv[N] = "VALUE"``, where a
+    VALUE may hold newlines and quotes, so each ends where the next begins."""
+    rest, argv, index = stderr[start:], [], 1
+    while True:
+        separator = b'"\n- argv[%d] = "' % index
+        cut = rest.find(separator)
+        if cut < 0:
+            assert rest.endswith(b'"\n'), rest[-80:]
+            argv.append(rest[:-2])
+            return tuple(argv)
+        argv.append(rest[:cut])
+        rest, index = rest[cut + len(separator):], index + 1
+
+
 def oracle(request: conf.Request, conf_dir: Path) -> Outcome:
-    desc = f"{request.key_type};{request.uid};{request.gid};3f010000;{request.description}"
+    desc = b";".join([request.key_type, request.uid, request.gid, b"3f010000",
+                      request.description])
     proc = subprocess.run(
-        [REQUEST_KEY, "-d", "-l", "-n", "-v", "-v", "-D", desc, request.op, request.key,
+        [REQUEST_KEY, "-d", "-l", "-n", "-v", "-v", "-D", desc, "--", request.op, request.key,
          request.uid, request.gid, request.thread_keyring, request.process_keyring,
          request.session_keyring, request.callout],
-        cwd=conf_dir, capture_output=True, text=True, check=False)
+        cwd=conf_dir, capture_output=True, check=False, timeout=30)
     if proc.returncode != 0:
-        return Outcome("nomatch" if "No matching action" in proc.stderr else "error")
-    run = re.search(r"^(Run|PipeThru) (.*)$", proc.stderr, re.M)
-    assert run, proc.stderr
-    argv = tuple(re.findall(r'^- argv\[\d+\] = "(.*)"$', proc.stderr, re.M))
-    return Outcome("action", run.group(2), argv, run.group(1) == "PipeThru")
+        nomatch = proc.stderr.rstrip().endswith(b"No matching action")
+        return Outcome("nomatch" if nomatch else "error")
+    assert b"-- exec disabled --" in proc.stdout, proc
+    runs = list(RUN.finditer(proc.stderr))
+    assert runs, proc.stderr[-400:]
+    run = runs[-1]
+    argv = _argv_of(proc.stderr, run.end())
+    return Outcome("action", run.group(2), argv, run.group(1) == b"PipeThru")
 
 
 def ours(request: conf.Request, conf_dir: Path, matcher: conf.Matcher = conf.match,
@@ -60,11 +84,11 @@ def ours(request: conf.Request, conf_dir: Path, matcher: conf.Matcher = conf.mat
     return Outcome("action", action.program, action.argv, action.pipe)
 
 
-def keyutils_1_6_3_match(pattern: str, datum: str) -> int | None:
+def keyutils_1_6_3_match(pattern: bytes, datum: bytes) -> int | None:
     """keyutils 1.6.3's match(), KEYUTILS_SUFFIX_BUG included: for a ``*``
     inside the pattern, the datum's tail is compared with the pattern's
     *start*."""
-    star = pattern.find("*")
+    star = pattern.find(b"*")
     if star < 0:
         return 0 if pattern == datum else None
     if len(datum) < len(pattern) - 1:
@@ -77,164 +101,365 @@ def keyutils_1_6_3_match(pattern: str, datum: str) -> int | None:
     return len(datum) - (len(pattern) - 1)
 
 
-# --- strategies: small alphabets so that lines collide and ties happen ---
+def keyutils_1_6_3_reader(path: Path | str) -> conf.Lines:
+    """keyutils 1.6.3's reading of a file, KEYUTILS_LAST_LINE_BUG and
+    KEYUTILS_NUL_LINE included: fgets() into 4098 bytes, strlen() of that,
+    then the last byte before the terminator dropped as the newline."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return ()
+    except OSError as err:
+        raise conf.ConfigError(str(path), err.strerror or str(err)) from None
+    lines, pos, number = [], 0, 0
+    while pos < len(data):
+        number += 1
+        newline = data.find(b"\n", pos, pos + conf.MAX_LINE + 1)
+        end = min(len(data), pos + conf.MAX_LINE + 1 if newline < 0 else newline + 1)
+        chunk, pos = data[pos:end], end
+        text = chunk.split(b"\0", 1)[0]
+        if len(text) >= conf.MAX_LINE:
+            lines.append(conf.Line(number, b"", "Line too long"))
+        elif not text:
+            lines.append(conf.Line(number, b"", "crash: buf[-1] written"))
+        else:
+            lines.append(conf.Line(number, text[:-1]))
+    return tuple(lines)
 
-def pattern() -> st.SearchStrategy[str]:
-    word = st.text("ab", min_size=0, max_size=3)
+
+# --- strategies: small alphabets so that lines collide and ties happen, with
+# --- non-ASCII, control and odd bytes among them
+
+TOKENS = [b"a", b"b", b"\xc3\xa9", b"\xc3", b"\xff", b"\x01", b"\x7f", b"%", b'"']
+DATA_TOKENS = [*TOKENS, b" ", b"\n", b"\t", b";", b"*"]
+
+
+def field_bytes(min_size: int = 0, semicolon: bool = True) -> st.SearchStrategy[bytes]:
+    """Request data: mostly from the small alphabet, sometimes any bytes but NUL."""
+    tokens = DATA_TOKENS if semicolon else [t for t in DATA_TOKENS if t != b";"]
+    small = st.lists(st.sampled_from(tokens), min_size=min_size, max_size=5).map(b"".join)
+    wide = st.binary(min_size=min_size, max_size=12).map(lambda b: b.replace(b"\0", b"a"))
+    if not semicolon:
+        wide = wide.map(lambda b: b.replace(b";", b"a"))
+    return st.one_of(small, small, small, wide)
+
+
+def pattern() -> st.SearchStrategy[bytes]:
+    word = st.lists(st.sampled_from(TOKENS), max_size=3).map(b"".join)
     return st.one_of(
         word.filter(bool),
-        st.tuples(word, word).map(lambda t: f"{t[0]}*{t[1]}"),
+        st.tuples(word, word).map(lambda t: t[0] + b"*" + t[1]),
+        st.tuples(word, word, word).map(lambda t: t[0] + b"*" + t[1] + b"*" + t[2]),
     )
 
 
-ARGS = st.sampled_from(["%k", "%d", "%c", "%o", "%t", "%u", "%g", "%T", "%P", "%S",
-                        "%%k", "%kx", "x", "ab", "%Z", "%", "%{user:nokey}", "%{user}"])
-PROGRAMS = st.sampled_from(["/bin/echo", "/usr/bin/keyctl", "|/bin/cat", "/x/y/z"])
+ARGS = st.sampled_from([b"%k", b"%d", b"%c", b"%o", b"%t", b"%u", b"%g", b"%T", b"%P", b"%S",
+                        b"%%k", b"%kx", b"x", b"ab", b"%Z", b"%", b"%{user:nokey}", b"%{user}",
+                        b"%{:x}", b"%{a:}", b"%{a:b}x", b"%{a:b", b"%\xff", b"\xc3\xa9",
+                        b"%%", b'"q"'])
+PROGRAMS = st.sampled_from([b"/bin/echo", b"/usr/bin/keyctl", b"|/bin/cat", b"/x/y/z",
+                            b"| /bin/cat", b"echo", b"/bin/\xc3\xa9", b"|", b"rel/prog"])
+SEPARATORS = st.sampled_from([b" ", b"\t", b"  ", b"\v", b"\f", b"\r", b" \t"])
 
 
 @st.composite
-def config_line(draw: st.DrawFn) -> str:
-    shape = draw(st.sampled_from(["rule"] * 8 + ["comment", "blank", "indented", "short"]))
+def config_line(draw: st.DrawFn) -> bytes:
+    shape = draw(st.sampled_from(["rule"] * 10 + ["comment", "blank", "indented", "short",
+                                                  "junk", "nul", "long", "crlf"]))
     if shape == "comment":
-        return "# " + draw(pattern())
+        return b"# " + draw(pattern())
     if shape == "blank":
-        return ""
+        return b""
     if shape == "indented":
-        return "  " + draw(pattern())
+        return draw(SEPARATORS) + draw(pattern())
+    if shape == "junk":
+        return draw(st.binary(max_size=40)).replace(b"\n", b" ")
     fields = [draw(pattern()) for _ in range(4)]
     if shape == "short":
-        return " ".join(fields[:draw(st.integers(1, 4))])
+        return b" ".join(fields[:draw(st.integers(1, 4))])
     args = draw(st.lists(ARGS, max_size=4))
-    sep = draw(st.sampled_from([" ", "\t", "  "]))
-    return sep.join([*fields, draw(PROGRAMS), *args])
+    sep = draw(SEPARATORS)
+    line = sep.join([*fields, draw(PROGRAMS), *args])
+    if shape == "nul":
+        at = draw(st.integers(0, len(line)))
+        return line[:at] + b"\0" + line[at:]
+    if shape == "long":
+        # around keyutils' 4096-byte buffer, newline included
+        return line + b" " + b"x" * max(0, draw(st.integers(4090, 4100)) - len(line))
+    if shape == "crlf":
+        return line + b"\r"
+    return line
 
 
-def config_file() -> st.SearchStrategy[str]:
-    return st.lists(config_line(), min_size=1, max_size=6).map(lambda ls: "\n".join(ls) + "\n")
+def config_file() -> st.SearchStrategy[bytes]:
+    lines = st.lists(config_line(), min_size=1, max_size=6)
+    return st.tuples(lines, st.booleans()).map(
+        lambda t: b"\n".join(t[0]) + (b"\n" if t[1] else b""))
 
 
 @st.composite
 def requests(draw: st.DrawFn) -> conf.Request:
-    word = st.text("ab", min_size=1, max_size=5)
-    return conf.Request(op=draw(st.sampled_from(["a", "ab", "create"])), key_type=draw(word),
-                        description=draw(word), callout=draw(word), key="123", uid="0",
-                        gid="0", thread_keyring="1", process_keyring="2", session_keyring="3")
+    op = draw(st.one_of(st.sampled_from([b"create", b"negate", b"a", b"ab"]), field_bytes()))
+    return conf.Request(op=op, key_type=draw(field_bytes(1, semicolon=False)),
+                        description=draw(field_bytes()), callout=draw(field_bytes()),
+                        key=b"123", uid=b"0", gid=b"0", thread_keyring=b"1",
+                        process_keyring=b"2", session_keyring=b"3")
 
 
-def write_config(root: Path, main: str, drop_ins: list[str]) -> Path:
+DROP_IN_STATES = ("dir", "missing", "file", "odd-entries")
+MAIN_STATES = ("file", "file", "file", "missing", "directory", "dangling-symlink")
+
+
+def write_config(root: Path, main: bytes, drop_ins: list[bytes], drop_in_state: str = "dir",
+                 main_state: str = "file") -> Path:
     shutil.rmtree(root, ignore_errors=True)
-    (root / "request-key.d").mkdir(parents=True)
-    (root / "request-key.conf").write_text(main)
-    for i, text in enumerate(drop_ins):
-        (root / "request-key.d" / f"{i}.conf").write_text(text)
+    root.mkdir(parents=True)
+    main_path, drop_dir = root / "request-key.conf", root / "request-key.d"
+    if main_state == "file":
+        main_path.write_bytes(main)
+    elif main_state == "directory":
+        main_path.mkdir()
+    elif main_state == "dangling-symlink":
+        main_path.symlink_to(root / "nowhere")
+    if drop_in_state == "file":
+        drop_dir.write_bytes(main)
+    elif drop_in_state in ("dir", "odd-entries"):
+        drop_dir.mkdir()
+        for i, text in enumerate(drop_ins):
+            (drop_dir / f"{i}.conf").write_bytes(text)
+    if drop_in_state == "odd-entries":
+        (drop_dir / "sub.conf").mkdir()                       # a directory: skipped
+        (drop_dir / "sub.conf" / "x.conf").write_bytes(b"create * * * /bin/sub\n")
+        (drop_dir / ".hidden.conf").write_bytes(b"create * * * /bin/hidden\n")
+        (drop_dir / ".conf").write_bytes(b"create * * * /bin/dotconf\n")
+        (drop_dir / "notes.txt").write_bytes(b"create * * * /bin/txt\n")
+        (drop_dir / "conf").write_bytes(b"create * * * /bin/short\n")
+        (drop_dir / "target").write_bytes(b"create * * * /bin/link\n")
+        (drop_dir / "link.conf").symlink_to(drop_dir / "target")   # a symlink: skipped
+        (drop_dir / "\udcff\udcfe.conf").write_bytes(b"create * * * /bin/nonutf8name\n")
     return root
 
 
+def named_differences(main: bytes, drop_ins: list[bytes]) -> set[str]:
+    """Which of conf.py's named differences these files can show."""
+    texts = [main, *drop_ins]
+    found = set()
+    if any(re.search(rb"[^\s*]\*[^\s*]", text) for text in texts):
+        found.add("KEYUTILS_SUFFIX_BUG")
+    if any(text and not text.endswith(b"\n") for text in texts):
+        found.add("KEYUTILS_LAST_LINE_BUG")
+    if any(b"\0" in text for text in texts):
+        found.add("KEYUTILS_NUL_LINE")
+    return found
+
+
 @settings(max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(main=config_file(), drop_ins=st.lists(config_file(), max_size=2), request=requests())
-def test_same_answer_as_keyutils(tmp_path: Path, main: str, drop_ins: list[str],
-                                 request: conf.Request) -> None:
-    root = write_config(tmp_path / "conf", main, drop_ins)
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(main=config_file(), drop_ins=st.lists(config_file(), max_size=2), request=requests(),
+       drop_in_state=st.sampled_from(DROP_IN_STATES), main_state=st.sampled_from(MAIN_STATES))
+def test_same_answer_as_keyutils(tmp_path: Path, main: bytes, drop_ins: list[bytes],
+                                 request: conf.Request, drop_in_state: str,
+                                 main_state: str) -> None:
+    root = write_config(tmp_path / "conf", main, drop_ins, drop_in_state, main_state)
     expected = oracle(request, root)
-    # Everything but the matcher is keyutils' behaviour exactly ...
-    assert ours(request, root, keyutils_1_6_3_match) == expected
+    # With keyutils' matcher and reader, everything is keyutils' behaviour exactly ...
+    emulated = (keyutils_1_6_3_match, keyutils_1_6_3_reader)
+    assert ours(request, root, *emulated) == expected
     # ... the daemon's cache gives what reading the files gives, first time
     # and from the cache ...
     cache = conf.LineCache()
-    assert ours(request, root, keyutils_1_6_3_match, cache) == expected
-    assert ours(request, root, keyutils_1_6_3_match, cache) == expected
-    # ... and the daemon's own answer differs only by KEYUTILS_SUFFIX_BUG.
+    assert ours(request, root, reader=cache) == ours(request, root)
+    assert ours(request, root, reader=cache) == ours(request, root)
+    # ... and the daemon's own answer differs only by the named differences.
     if ours(request, root) != expected:
-        text = main + "".join(drop_ins)
-        assert re.search(r"[ab]\*[ab]", text), "a difference without an inner '*'"
+        possible = named_differences(main if main_state == "file" else b"",
+                                     drop_ins if drop_in_state in ("dir", "odd-entries")
+                                     else [])
+        assert possible, f"a difference no named difference explains: {expected}"
 
 
 def test_suffix_bug_is_the_named_exception(tmp_path: Path) -> None:
     """KEYUTILS_SUFFIX_BUG: keyutils' abc*def matches abcXabc, not abcXdef."""
-    root = write_config(tmp_path / "conf", "create user abc*def * /bin/echo %d\n", [])
+    root = write_config(tmp_path / "conf", b"create user abc*def * /bin/echo %d\n", [])
 
-    def request(desc: str) -> conf.Request:
-        return conf.Request("create", "user", desc, "-", "1")
+    def request(desc: bytes) -> conf.Request:
+        return conf.Request(b"create", b"user", desc, b"-", b"1")
 
-    assert oracle(request("abcXdef"), root).kind == "nomatch"
-    assert oracle(request("abcXabc"), root).kind == "action"
-    assert ours(request("abcXdef"), root) == Outcome("action", "/bin/echo",
-                                                     ("echo", "abcXdef"))
-    assert ours(request("abcXabc"), root).kind == "nomatch"
+    assert oracle(request(b"abcXdef"), root).kind == "nomatch"
+    assert oracle(request(b"abcXabc"), root).kind == "action"
+    assert ours(request(b"abcXdef"), root) == Outcome("action", b"/bin/echo",
+                                                      (b"echo", b"abcXdef"))
+    assert ours(request(b"abcXabc"), root).kind == "nomatch"
 
 
 def test_last_line_without_newline_is_read_whole(tmp_path: Path) -> None:
-    """KEYUTILS_LAST_LINE_BUG: keyutils chops the last character, here
-    turning ``%d`` into ``%`` ("Missing macro name")."""
-    request = conf.Request("create", "user", "k", "-", "1")
-    root = write_config(tmp_path / "conf", "create user k * /bin/echo %d", [])
+    """KEYUTILS_LAST_LINE_BUG: keyutils chops the last byte, here turning
+    ``%d`` into ``%`` ("Missing macro name")."""
+    request = conf.Request(b"create", b"user", b"k", b"-", b"1")
+    root = write_config(tmp_path / "conf", b"create user k * /bin/echo %d", [])
     assert oracle(request, root).kind == "error"
-    assert ours(request, root) == Outcome("action", "/bin/echo", ("echo", "k"))
-    root = write_config(tmp_path / "conf", "create user k * /bin/echo %dx", [])
-    assert oracle(request, root) == Outcome("action", "/bin/echo", ("echo", "k"))
+    assert ours(request, root) == Outcome("action", b"/bin/echo", (b"echo", b"k"))
+    root = write_config(tmp_path / "conf", b"create user k * /bin/echo %dx", [])
+    assert oracle(request, root) == Outcome("action", b"/bin/echo", (b"echo", b"k"))
+
+
+def test_nul_in_a_line_fails_the_lookup(tmp_path: Path) -> None:
+    """KEYUTILS_NUL_LINE: keyutils reads up to the NUL and drops the byte
+    before it, so ``... %dX<NUL>junk`` serves ``%d``; here the line fails
+    the lookup once reached, and a NUL in a line never reached is harmless."""
+    request = conf.Request(b"create", b"user", b"k", b"-", b"1")
+    root = write_config(tmp_path / "conf", b"create user k * /bin/echo %dX\0junk\n", [])
+    assert oracle(request, root) == Outcome("action", b"/bin/echo", (b"echo", b"k"))
+    with pytest.raises(conf.ConfigError, match="NUL byte in line"):
+        conf.resolve(request, root)
+    # A line starting with NUL: keyutils writes before its buffer and dies.
+    root = write_config(tmp_path / "conf", b"\0create user k * /bin/echo\n", [])
+    assert oracle(request, root).kind == ours(request, root).kind == "error"
+    # After the winning line, in a file read later, the NUL line still fails
+    # the lookup in both: keyutils reads every line.
+    root = write_config(tmp_path / "conf", b"create user k * /bin/echo %d\nx\0\n", [])
+    assert ours(request, root).kind == "error"
 
 
 def test_relative_program_is_a_config_error(tmp_path: Path) -> None:
-    """KEYUTILS_RELATIVE_PROGRAM: keyutils dereferences NULL; we refuse."""
-    root = write_config(tmp_path / "conf", "create user k * echo %d\n", [])
-    request = conf.Request("create", "user", "k", "-", "1")
+    """KEYUTILS_RELATIVE_PROGRAM: keyutils dereferences NULL + 1 on a program
+    without '/' and on ``| prog``; we refuse both as configuration errors."""
+    request = conf.Request(b"create", b"user", b"k", b"-", b"1")
+    for command, message in ((b"echo %d", "not an absolute path"),
+                             (b"| /bin/cat", "No command path"),
+                             (b"|\t/bin/cat", "No command path")):
+        root = write_config(tmp_path / "conf", b"create user k * " + command + b"\n", [])
+        assert oracle(request, root).kind == "error"
+        with pytest.raises(conf.ConfigError, match=message):
+            conf.resolve(request, root)
+
+
+def test_special_file_is_a_config_error(tmp_path: Path) -> None:
+    """KEYUTILS_SPECIAL_FILE: a FIFO as request-key.conf blocks keyutils
+    forever; here it fails the lookup at once."""
+    root = write_config(tmp_path / "conf", b"", [], main_state="missing")
+    os.mkfifo(root / "request-key.conf")
+    request = conf.Request(b"create", b"user", b"k", b"-", b"1")
+    with pytest.raises(subprocess.TimeoutExpired):
+        subprocess.run([REQUEST_KEY, "-d", "-l", "-n", "create", "1", "0", "0", "1", "2", "3",
+                        "-"], cwd=root, capture_output=True, timeout=1.0, check=False)
+    for reader in (conf.read_lines, conf.LineCache()):
+        with pytest.raises(conf.ConfigError, match="not a regular file"):
+            conf.resolve(request, root, reader=reader)
+
+
+def test_wildness_counts_bytes(tmp_path: Path) -> None:
+    """Wildness is bytes: for ``ééx``, ``*x`` absorbs 4 bytes (2 characters)
+    and ``é*`` 3 bytes (2 characters); counted in characters the two tie and
+    the first line would win, counted in bytes the second wins, as in keyutils."""
+    root = write_config(tmp_path / "conf", b"create user *x * /bin/first\n"
+                        b"create user \xc3\xa9* * /bin/second\n", [])
+    request = conf.Request(b"create", b"user", b"\xc3\xa9\xc3\xa9x", b"-", b"1")
+    assert oracle(request, root).program == ours(request, root).program == b"/bin/second"
+    action = conf.resolve(request, root)
+    assert action is not None and action.wildness == (0, 0, 3, 1)
+
+
+def test_non_utf8_data_pass_through_unchanged(tmp_path: Path) -> None:
+    """A description and callout that are not UTF-8 reach the argv byte for byte."""
+    root = write_config(tmp_path / "conf", b"create user * * /bin/echo %d %c\n", [])
+    request = conf.Request(b"create", b"user", b"\xff\xfe\n\"x", b"\x80 \x01", b"1")
+    expected = Outcome("action", b"/bin/echo", (b"echo", b"\xff\xfe\n\"x", b"\x80 \x01"))
+    assert oracle(request, root) == ours(request, root) == expected
+
+
+def test_drop_in_directory_that_is_a_file_fails_the_lookup(tmp_path: Path) -> None:
+    """keyutils: "Cannot open request-key.d"; the daemon must fail the lookup
+    (and negate), not raise NotADirectoryError out of serving."""
+    root = write_config(tmp_path / "conf", b"create user k * /bin/echo\n", [],
+                        drop_in_state="file")
+    request = conf.Request(b"create", b"user", b"k", b"-", b"1")
     assert oracle(request, root).kind == "error"
-    with pytest.raises(conf.ConfigError, match="not an absolute path"):
+    with pytest.raises(conf.ConfigError, match="Cannot open"):
         conf.resolve(request, root)
 
 
 def test_builtin_handler_is_not_exec(tmp_path: Path) -> None:
-    root = write_config(tmp_path / "conf", "create user k * @static hello %k\n", [])
-    action = conf.resolve(conf.Request("create", "user", "k", "-", "77"), root)
-    assert action is not None and action.builtin and action.argv == ("@static", "hello", "77")
+    root = write_config(tmp_path / "conf", b"create user k * @static hello %k\n", [])
+    action = conf.resolve(conf.Request(b"create", b"user", b"k", b"-", b"77"), root)
+    assert action is not None and action.builtin
+    assert action.argv == (b"@static", b"hello", b"77")
 
 
 def test_line_too_long_fails_the_lookup(tmp_path: Path) -> None:
-    """4095 characters and the newline: keyutils' fgets() buffer is full."""
-    prefix = "create user k * /bin/echo "
-    line = prefix + "x" * (conf.MAX_LINE - len(prefix) - 1) + "\n"
+    """4095 bytes and the newline: keyutils' fgets() buffer is full."""
+    prefix = b"create user k * /bin/echo "
+    line = prefix + b"x" * (conf.MAX_LINE - len(prefix) - 1) + b"\n"
     root = write_config(tmp_path / "conf", line, [])
-    request = conf.Request("create", "user", "k", "-", "1")
+    request = conf.Request(b"create", b"user", b"k", b"-", b"1")
     assert oracle(request, root).kind == "error"
     with pytest.raises(conf.ConfigError, match="Line too long"):
         conf.resolve(request, root)
-    root = write_config(tmp_path / "conf", line.replace("x", "", 1), [])  # one shorter: fine
+    root = write_config(tmp_path / "conf", line.replace(b"x", b"", 1), [])  # one shorter
     assert oracle(request, root).kind == ours(request, root).kind == "action"
 
 
 def test_keysub_expands_a_printable_payload(tmp_path: Path) -> None:
-    root = write_config(tmp_path / "conf", "create user k * /bin/echo %{user:sub}\n", [])
-    action = conf.resolve(conf.Request("create", "user", "k", "-", "1"), root,
-                          keysub=lambda t, d: f"{t}/{d}")
-    assert action is not None and action.argv == ("echo", "user/sub")
-    with pytest.raises(conf.ConfigError, match="not printable"):
-        conf.resolve(conf.Request("create", "user", "k", "-", "1"), root,
-                     keysub=lambda t, d: "bad\x01")
+    root = write_config(tmp_path / "conf", b"create user k * /bin/echo %{user:sub}\n", [])
+    request = conf.Request(b"create", b"user", b"k", b"-", b"1")
+    action = conf.resolve(request, root, keysub=lambda t, d: t + b"/" + d)
+    assert action is not None and action.argv == (b"echo", b"user/sub")
+    for payload in (b"bad\x01", b"caf\xc3\xa9", b"nul\0"):
+        with pytest.raises(conf.ConfigError, match="not printable"):
+            conf.resolve(request, root, keysub=lambda t, d, p=payload: p)
+
+
+def test_negate_lookup_is_fresh(tmp_path: Path) -> None:
+    """KEYUTILS_NEGATE_STALE_BEST: after a failed program the lookup runs
+    with op ``negate``; here a negate line as specific as the failed
+    create line applies (keyutils would keep the failed line and run it
+    again, see conf.py)."""
+    root = write_config(tmp_path / "conf", b"create user * * |/bin/false\n"
+                        b"negate user * * /bin/keyctl negate %k 30 %S\n", [])
+    request = conf.Request(b"create", b"user", b"k", b"-", b"1", session_keyring=b"5")
+    first = conf.resolve(request, root)
+    again = conf.resolve(conf.negate_request(request), root)
+    assert first is not None and first.pipe and first.wildness == again.wildness
+    assert again.argv == (b"keyctl", b"negate", b"1", b"30", b"5")
 
 
 def test_line_cache_sees_an_edit_and_a_removal(tmp_path: Path) -> None:
     """The daemon's cache must never serve a stale line: an edit (even one
     keeping the size) or a removed drop-in is seen by the next request."""
-    request = conf.Request("create", "user", "k", "-", "1")
-    root = write_config(tmp_path / "conf", "create user k * @static aa\n",
-                        ["create user k * @static bb\n"])
+    request = conf.Request(b"create", b"user", b"k", b"-", b"1")
+    root = write_config(tmp_path / "conf", b"create user k * @static aa\n",
+                        [b"create user k * @static bb\n"])
     cache = conf.LineCache()
-    assert ours(request, root, reader=cache).argv == ("@static", "bb")
+    assert ours(request, root, reader=cache).argv == (b"@static", b"bb")
     drop_in = root / "request-key.d" / "0.conf"
-    drop_in.write_text("create user k * @static cc\n")          # same size
-    assert ours(request, root, reader=cache).argv == ("@static", "cc")
+    drop_in.write_bytes(b"create user k * @static cc\n")          # same size
+    assert ours(request, root, reader=cache).argv == (b"@static", b"cc")
     drop_in.unlink()
-    assert ours(request, root, reader=cache).argv == ("@static", "aa")
+    assert ours(request, root, reader=cache).argv == (b"@static", b"aa")
 
 
 def test_unreadable_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
     """A file that cannot be read fails the lookup (the daemon negates and
     logs it) instead of escaping as an OSError that would leave the request
     waiting for the kernel's timeout."""
-    root = tmp_path / "conf"
-    (root / "request-key.conf").mkdir(parents=True)      # exists, cannot be read
-    request = conf.Request("create", "user", "k", "-", "1")
+    root = write_config(tmp_path / "conf", b"", [], main_state="directory")
+    request = conf.Request(b"create", b"user", b"k", b"-", b"1")
+    assert oracle(request, root).kind == "error"
     for reader in (conf.read_lines, conf.LineCache()):
         with pytest.raises(conf.ConfigError, match=r"request-key\.conf: Is a directory"):
             conf.resolve(request, root, reader=reader)
+
+
+@pytest.mark.parametrize(("data", "shown"), [
+    (b"plain", "plain"), (b"caf\xc3\xa9", "café"), (b"\xff\xfe", "\\xff\\xfe"),
+    (b"a\nb", "a\\x0ab"), (b"back\\x41", "back\\\\x41"), (b"\x1b[31m", "\\x1b[31m"),
+])
+def test_printable_is_one_line_and_never_ambiguous(data: bytes, shown: str) -> None:
+    assert conf.printable(data) == shown
+
+
+@given(st.binary(max_size=30), st.binary(max_size=30))
+def test_printable_is_injective(one: bytes, two: bytes) -> None:
+    if one != two:
+        assert conf.printable(one) != conf.printable(two)
+    assert "\n" not in conf.printable(one)

@@ -2,16 +2,20 @@
 
 The daemon must pick the same line and build the same argv as keyutils'
 ``/sbin/request-key`` would for the same request and files, so that a
-container's existing ``/etc/request-key.conf`` keeps working.  The rules
-(keyutils 1.6.3, ``request-key.c``):
+container's existing ``/etc/request-key.conf`` keeps working.  Everything
+here is bytes, as in keyutils' C: a description, a callout or a config
+line need not be UTF-8, and what is matched, counted and passed on is
+exactly what the kernel and the files hold.  The rules (keyutils 1.6.3,
+``request-key.c``):
 
 - files: ``request-key.d/*.conf`` in directory order (regular files whose
-  name does not start with ``.``), then ``request-key.conf``;
+  name does not start with ``.``), then ``request-key.conf``; a missing
+  file or directory is skipped, one that cannot be opened fails the lookup;
 - a line is ``<op> <type> <description> <callout-info> <program...>``;
   lines that are blank, start with ``#`` or start with whitespace are
-  skipped; fields are split on whitespace;
+  skipped; fields are split on C ``isspace()`` bytes;
 - each of the four patterns holds at most one ``*``, matching any run of
-  characters; its *wildness* is the number of characters it absorbed;
+  bytes; its *wildness* is the number of bytes it absorbed;
 - the line with the smallest (op, type, description, callout) wildness
   tuple, compared left to right, wins; ties go to the line read first;
 - a line whose first fields match but that ends early is a syntax error
@@ -19,48 +23,92 @@ container's existing ``/etc/request-key.conf`` keeps working.  The rules
   without looking at the rest);
 - arguments that start with ``%`` are macros, expanded whole: ``%o %k %t
   %d %c %u %g %T %P %S``, ``%{type:description}`` (the payload of that key
-  on the requester's keyrings), ``%%x`` gives ``%x``; a longer ``%xy`` is
-  left as it is; an unknown single letter is an error;
+  on the requester's keyrings, which must be printable ASCII), ``%%x``
+  gives ``%x``; a longer ``%xy`` is left as it is; an unknown single letter
+  is an error;
 - a program starting with ``|`` is piped: the callout on stdin, the
-  payload from stdout.
+  payload from stdout; if it fails, the lookup runs again with op
+  ``negate`` (see ``negate_request``).
 
 Where keyutils 1.6.3 is wrong, this module is not; each difference is
-named here, tested in tests/unit/test_request_key_conf.py and listed in
-docs/request-key-daemon.md:
+named here, tested in tests/unit/test_request_key_conf.py as the exact
+difference, and listed in docs/request-key-daemon.md:
 
 - KEYUTILS_SUFFIX_BUG: for ``abc*def``, keyutils compares the datum's tail
   with the *start* of the pattern, so it matches ``abcXabc`` and not
   ``abcXdef``.  Here ``abc*def`` means prefix ``abc`` and suffix ``def``,
   as request-key.conf(5) documents.
-- KEYUTILS_LAST_LINE_BUG: keyutils drops the last character of a last line
+- KEYUTILS_LAST_LINE_BUG: keyutils drops the last byte of a last line
   that has no newline.  Here the line is read whole.
 - KEYUTILS_RELATIVE_PROGRAM: keyutils crashes (NULL + 1) on a program path
-  without ``/``.  Here it is a configuration error, except for the
-  daemon's own built-in handlers, whose names start with ``@``.
+  without ``/``, and on ``| prog`` (an empty program before the blank).
+  Here both are configuration errors, except for the daemon's own
+  built-in handlers, whose names start with ``@``.
+- KEYUTILS_NUL_LINE: keyutils reads a line as a C string, so a NUL byte
+  ends it there and the byte before the NUL is dropped as if it were the
+  newline (a line starting with NUL writes out of bounds and crashes).
+  Here a line holding a NUL fails the lookup when it is reached, as a line
+  too long does.
+- KEYUTILS_SPECIAL_FILE: keyutils reads a ``request-key.conf`` that is a
+  FIFO or a device, and waits forever on a FIFO nobody writes.  Here a
+  configuration file that is not a regular file fails the lookup.
+- KEYUTILS_NEGATE_STALE_BEST: keyutils' ``negate`` re-lookup keeps the
+  failed line's wildness as the bar to beat (and the old op's length), so
+  a ``negate`` line applies only when strictly more specific than the
+  failed line; otherwise the failed program runs a second time.  Here the
+  ``negate`` lookup is a fresh one.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import NamedTuple
 
 MAX_LINE = 4096
 MAX_ARGS = 254
-WHITESPACE = " \t\n\v\f\r"
-BUILTIN_PREFIX = "@"
+WHITESPACE = b" \t\n\v\f\r"      # C isspace() in the C locale
+BUILTIN_PREFIX = b"@"
+NEGATE_OP = b"negate"
 SINGLE_MACROS = {
-    "o": "op", "k": "key", "t": "key_type", "d": "description", "c": "callout",
-    "u": "uid", "g": "gid", "T": "thread_keyring", "P": "process_keyring",
-    "S": "session_keyring",
+    ord("o"): "op", ord("k"): "key", ord("t"): "key_type", ord("d"): "description",
+    ord("c"): "callout", ord("u"): "uid", ord("g"): "gid", ord("T"): "thread_keyring",
+    ord("P"): "process_keyring", ord("S"): "session_keyring",
 }
+
+
+def to_bytes(value: str | bytes) -> bytes:
+    """Bytes as given; a str as the bytes it came from (surrogateescape),
+    so that nothing decoded from the kernel or a file is changed."""
+    return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+
+
+def printable(data: bytes) -> str:
+    """``data`` for a log line: UTF-8 where it is, ``\\xNN`` for every other
+    byte and for control characters, ``\\\\`` for a backslash.  One line,
+    never lossy: two different byte strings never look the same."""
+    out = []
+    for char in data.decode("utf-8", "surrogateescape"):
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif char == "\\":
+            out.append("\\\\")
+        elif not char.isprintable() or char == "\n":
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 class ConfigError(Exception):
     """A configuration problem that fails the lookup, as in keyutils.
 
-    ``where`` is ``file:line`` like keyutils' messages.
+    ``where`` is ``file:line`` (or the file) like keyutils' messages.
     """
 
     def __init__(self, where: str, message: str) -> None:
@@ -71,26 +119,42 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Request:
-    """What request-key is told about one upcall, all as strings, as on its argv."""
+    """What request-key is told about one upcall, as bytes, as on its argv.
 
-    op: str
-    key_type: str
-    description: str
-    callout: str
-    key: str
-    uid: str = "0"
-    gid: str = "0"
-    thread_keyring: str = "0"
-    process_keyring: str = "0"
-    session_keyring: str = "0"
+    A str given for a field is taken as the bytes it encodes (UTF-8 with
+    surrogateescape), so callers holding text need not convert.
+    """
+
+    op: bytes
+    key_type: bytes
+    description: bytes
+    callout: bytes
+    key: bytes
+    uid: bytes = b"0"
+    gid: bytes = b"0"
+    thread_keyring: bytes = b"0"
+    process_keyring: bytes = b"0"
+    session_keyring: bytes = b"0"
+
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if not isinstance(value, bytes):
+                object.__setattr__(self, spec.name, to_bytes(value))
+
+    def with_op(self, op: bytes) -> Request:
+        """The same request under another op (keyutils' ``negate`` re-lookup)."""
+        return Request(op, self.key_type, self.description, self.callout, self.key, self.uid,
+                       self.gid, self.thread_keyring, self.process_keyring,
+                       self.session_keyring)
 
 
 @dataclass(frozen=True)
 class Action:
     """The program a request maps to, with its argv already expanded."""
 
-    program: str
-    argv: tuple[str, ...]
+    program: bytes
+    argv: tuple[bytes, ...]
     pipe: bool
     where: str
     wildness: tuple[int, ...] = field(compare=False)
@@ -101,9 +165,9 @@ class Action:
         return self.program.startswith(BUILTIN_PREFIX)
 
 
-def match(pattern: str, datum: str) -> int | None:
-    """Characters the ``*`` absorbed (0 without one), or None for no match."""
-    star = pattern.find("*")
+def match(pattern: bytes, datum: bytes) -> int | None:
+    """Bytes the ``*`` absorbed (0 without one), or None for no match."""
+    star = pattern.find(b"*")
     if star < 0:
         return 0 if pattern == datum else None
     prefix, suffix = pattern[:star], pattern[star + 1:]
@@ -114,15 +178,16 @@ def match(pattern: str, datum: str) -> int | None:
     return len(datum) - len(prefix) - len(suffix)
 
 
-def _split_field(line: str, pos: int) -> tuple[str, int] | None:
+def _split_field(line: bytes, pos: int) -> tuple[bytes, int] | None:
     """The next whitespace-delimited field at or after ``pos``, and the position
     after it; None if the line ends before a field *and its terminator*."""
-    while pos < len(line) and line[pos] in WHITESPACE:
+    end = len(line)
+    while pos < end and line[pos] in WHITESPACE:
         pos += 1
     start = pos
-    while pos < len(line) and line[pos] not in WHITESPACE:
+    while pos < end and line[pos] not in WHITESPACE:
         pos += 1
-    if pos >= len(line):
+    if pos >= end:
         return None
     return line[start:pos], pos + 1
 
@@ -130,37 +195,91 @@ def _split_field(line: str, pos: int) -> tuple[str, int] | None:
 def conf_files(conf_dir: Path | str) -> list[str]:
     """``request-key.d/*.conf`` in directory (readdir) order, then
     ``request-key.conf``: the order, and so the tie-breaking, of keyutils.
+    A drop-in directory that exists but cannot be listed (a file, no
+    permission) fails the lookup, as keyutils' "Cannot open" does.
     (Plain strings and os calls: this runs for every request.)"""
     drop_in = os.path.join(conf_dir, "request-key.d")
     try:
-        entries = list(os.scandir(drop_in))
+        with os.scandir(drop_in) as listing:
+            entries = list(listing)
     except FileNotFoundError:
         entries = []
+    except OSError as err:
+        raise ConfigError(drop_in, f"Cannot open: {err.strerror or err}") from None
     files = [entry.path for entry in entries
              if not entry.name.startswith(".") and entry.name.endswith(".conf")
-             and entry.is_file(follow_symlinks=False)]
-    main = os.path.join(conf_dir, "request-key.conf")
-    if os.path.exists(main):
-        files.append(main)
+             and _is_regular(entry)]
+    files.append(os.path.join(conf_dir, "request-key.conf"))
     return files
 
 
-# A file's lines: None stands for a line too long, an error only once the
-# lookup reaches it (as in keyutils, an earlier syntax error wins).
-Lines = tuple[tuple[int, "str | None"], ...]
+def _is_regular(entry: os.DirEntry[str]) -> bool:
+    """keyutils keeps DT_REG entries only (and DT_UNKNOWN, which it then opens)."""
+    try:
+        return entry.is_file(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+class Line(NamedTuple):
+    """One numbered line without its newline; ``error`` fails the lookup
+    once the lookup reaches the line (an earlier syntax error wins, as in
+    keyutils)."""
+
+    number: int
+    text: bytes
+    error: str | None = None
+
+
+Lines = tuple[Line, ...]
+
+
+def split_lines(data: bytes) -> Lines:
+    """A file's lines as the daemon reads them: keyutils' 4096-byte limit
+    (newline included), the last line whole, a NUL byte an error."""
+    raw_lines = data.split(b"\n")
+    last_has_newline = raw_lines[-1] == b""
+    if last_has_newline:
+        raw_lines.pop()
+    lines = []
+    for index, text in enumerate(raw_lines):
+        with_newline = len(text) + (1 if index < len(raw_lines) - 1 or last_has_newline else 0)
+        error = "Line too long" if with_newline >= MAX_LINE else \
+            "NUL byte in line" if b"\0" in text else None
+        lines.append(Line(index + 1, text, error))
+    return tuple(lines)
+
+
+def _read(path: Path | str) -> tuple[os.stat_result, bytes] | None:
+    """The file's stat and bytes; None if it does not exist (skipped, as
+    keyutils skips ENOENT).  Never blocks on a FIFO (KEYUTILS_SPECIAL_FILE)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise ConfigError(str(path), f"Cannot open: {err.strerror or err}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError(str(path), os.strerror(errno.EISDIR))
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(str(path), "not a regular file")
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return info, b"".join(chunks)
+    except OSError as err:
+        raise ConfigError(str(path), err.strerror or str(err)) from None
+    finally:
+        os.close(fd)
 
 
 def read_lines(path: Path | str) -> Lines:
-    """Numbered lines without their newline; keyutils reads 4096-byte lines.
-    A file that cannot be read fails the lookup, as a syntax error does."""
-    try:
-        conf = open(path, "rb")  # noqa: SIM115 (closed by the with below)
-    except OSError as err:
-        raise ConfigError(str(path), err.strerror or str(err)) from None
-    with conf:
-        return tuple((number, None if len(raw) >= MAX_LINE else
-                      raw.removesuffix(b"\n").decode("utf-8", "surrogateescape"))
-                     for number, raw in enumerate(conf, start=1))
+    """Numbered lines of ``path`` (none if it does not exist).  A file that
+    cannot be read fails the lookup, as a syntax error does."""
+    found = _read(path)
+    return () if found is None else split_lines(found[1])
 
 
 class LineCache:
@@ -178,36 +297,29 @@ class LineCache:
     def __call__(self, path: Path | str) -> Lines:
         try:
             info = os.stat(path)
+        except FileNotFoundError:
+            self._files.pop(str(path), None)
+            return ()
         except OSError as err:
             raise ConfigError(str(path), err.strerror or str(err)) from None
         stamp = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
         cached = self._files.get(str(path))
         if cached is not None and cached[0] == stamp:
             return cached[1]
-        lines = read_lines(path)
-        self._files[str(path)] = (stamp, lines)
+        found = _read(path)
+        if found is None:
+            return ()
+        info = found[0]
+        lines = split_lines(found[1])
+        self._files[str(path)] = ((info.st_ino, info.st_size, info.st_mtime_ns,
+                                   info.st_ctime_ns), lines)
         return lines
 
 
-def _words(text: str) -> list[str]:
-    """Split on C isspace() only (str.split() also splits on Unicode spaces)."""
-    words, current = [], []
-    for char in text:
-        if char in WHITESPACE:
-            if current:
-                words.append("".join(current))
-                current = []
-        else:
-            current.append(char)
-    if current:
-        words.append("".join(current))
-    return words
+Match = tuple[str, bytes, tuple[int, ...]]
 
 
-Match = tuple[str, str, tuple[int, ...]]
-
-
-Matcher = Callable[[str, str], "int | None"]
+Matcher = Callable[[bytes, bytes], "int | None"]
 
 
 Reader = Callable[[Path | str], Lines]
@@ -217,16 +329,17 @@ def lookup(request: Request, files: Iterable[Path | str],
            matcher: Matcher = match, reader: Reader = read_lines) -> Match | None:
     """The winning line's (where, command text, wildness) or None.
 
-    Raises ConfigError as keyutils fails the lookup: on the first line
-    that is too long, or that matches so far and then ends early.
+    Raises ConfigError as keyutils fails the lookup: on the first file that
+    cannot be read, the first line that is too long or holds a NUL, or
+    that matches so far and then ends early.
     """
-    best: tuple[tuple[int, ...], str, str] | None = None
+    best: tuple[tuple[int, ...], str, bytes] | None = None
     data = (request.op, request.key_type, request.description, request.callout)
     for path in files:
-        for number, line in reader(path):
-            if line is None:
-                raise ConfigError(f"{path}:{number}", "Line too long")
-            if not line or line[0] == "#" or line[0] in WHITESPACE:
+        for number, line, error in reader(path):
+            if error is not None:
+                raise ConfigError(f"{path}:{number}", error)
+            if not line or line[0] == 0x23 or line[0] in WHITESPACE:   # '#'
                 continue
             where = f"{path}:{number}"
             wildness: list[int] = []
@@ -249,26 +362,28 @@ def lookup(request: Request, files: Iterable[Path | str],
     return None if best is None else (best[1], best[2], best[0])
 
 
-KeySub = Callable[[str, str], str]
+KeySub = Callable[[bytes, bytes], bytes]
 
 
-def _no_keysub(key_type: str, description: str) -> str:
-    raise LookupError(f"no key {key_type}:{description}")
+def _no_keysub(key_type: bytes, description: bytes) -> bytes:
+    raise LookupError(f"no key {printable(key_type)}:{printable(description)}")
 
 
-def expand(request: Request, where: str, command: str,
-           keysub: KeySub = _no_keysub) -> tuple[str, tuple[str, ...], bool]:
+def expand(request: Request, where: str, command: bytes,
+           keysub: KeySub = _no_keysub) -> tuple[bytes, tuple[bytes, ...], bool]:
     """(program, argv, pipe) for a matched line's command text."""
-    pipe = command.startswith("|")
+    pipe = command.startswith(b"|")
     if pipe:
         command = command[1:]
-    words = _words(command)
-    if not words:
+    if not command or command[0] in WHITESPACE:
+        # keyutils takes the empty word before the blank as the program and
+        # crashes on it (KEYUTILS_RELATIVE_PROGRAM).
         raise ConfigError(where, "No command path")
+    words = command.split()
     program, args = words[0], words[1:]
-    if "/" not in program and not program.startswith(BUILTIN_PREFIX):
-        raise ConfigError(where, f"program {program!r} is not an absolute path")
-    argv = [program.rsplit("/", 1)[-1]]
+    if b"/" not in program and not program.startswith(BUILTIN_PREFIX):
+        raise ConfigError(where, f"program '{printable(program)}' is not an absolute path")
+    argv = [program.rsplit(b"/", 1)[-1]]
     for arg in args:
         if len(argv) >= MAX_ARGS:
             raise ConfigError(where, "Too many arguments")
@@ -276,27 +391,27 @@ def expand(request: Request, where: str, command: str,
     return program, tuple(argv), pipe
 
 
-def _expand_arg(request: Request, where: str, arg: str, keysub: KeySub) -> str:
-    if not arg.startswith("%"):
+def _expand_arg(request: Request, where: str, arg: bytes, keysub: KeySub) -> bytes:
+    if not arg.startswith(b"%"):
         return arg
     name = arg[1:]
     if not name:
         raise ConfigError(where, "Missing macro name")
-    if name[0] == "%":
+    if name[0] == 0x25:                  # '%': "%%x" is "%x"
         return name
     if len(name) == 1:
-        if name not in SINGLE_MACROS:
+        if name[0] not in SINGLE_MACROS:
             raise ConfigError(where, "Unsupported macro")
-        return str(getattr(request, SINGLE_MACROS[name]))
-    if name[0] != "{":
+        return getattr(request, SINGLE_MACROS[name[0]])
+    if name[0] != 0x7B:                  # '{'
         return arg
     body = name[1:]
-    if ":" not in body:
+    if b":" not in body:
         raise ConfigError(where, "Keysub macro lacks ':'")
-    key_type, rest = body.split(":", 1)
-    if "}" not in rest:
+    key_type, rest = body.split(b":", 1)
+    if b"}" not in rest:
         raise ConfigError(where, "Unterminated keysub macro")
-    description, trailing = rest.split("}", 1)
+    description, trailing = rest.split(b"}", 1)
     if trailing:
         raise ConfigError(where, "Keysub macro has trailing rubbish")
     if not key_type:
@@ -305,20 +420,22 @@ def _expand_arg(request: Request, where: str, arg: str, keysub: KeySub) -> str:
         raise ConfigError(where, "Keysub description empty")
     try:
         payload = keysub(key_type, description)
-    except LookupError as err:
+    except (LookupError, OSError) as err:
         raise ConfigError(where, f"Keysub key not found: {err}") from None
-    if any(not " " <= char <= "~" for char in payload):
+    if any(not 0x20 <= byte <= 0x7E for byte in payload):
         raise ConfigError(where, "keysub data not printable")
     return payload
 
 
-def resolve(request: Request, conf_dir: Path, keysub: KeySub = _no_keysub,
+def resolve(request: Request, conf_dir: Path | str, keysub: KeySub = _no_keysub,
             matcher: Matcher = match, reader: Reader = read_lines) -> Action | None:
     """The action for ``request`` under ``conf_dir``, None if no line matches.
 
-    ``matcher`` exists for the differential test, which swaps in keyutils'
-    own (buggy) matcher to show that nothing else differs; ``reader`` is
-    where the daemon puts its LineCache.
+    ``keysub`` looks up ``%{type:description}`` keys (the daemon's looks in
+    the requester's keyrings, as keyutils' does); ``matcher`` exists for
+    the differential test, which swaps in keyutils' own (buggy) matcher to
+    show that nothing else differs; ``reader`` is where the daemon puts its
+    LineCache.
     """
     found = lookup(request, conf_files(conf_dir), matcher, reader)
     if found is None:
@@ -326,3 +443,9 @@ def resolve(request: Request, conf_dir: Path, keysub: KeySub = _no_keysub,
     where, command, wildness = found
     program, argv, pipe = expand(request, where, command, keysub)
     return Action(program, argv, pipe, where, wildness)
+
+
+def negate_request(request: Request) -> Request:
+    """The request keyutils looks up again after a failed program: op
+    ``negate`` (a fresh lookup here, see KEYUTILS_NEGATE_STALE_BEST)."""
+    return request.with_op(NEGATE_OP)

@@ -3,10 +3,15 @@
 The steps are those of keyutils' /sbin/request-key, driven by the kernel's
 interception instead of a kernel-spawned helper: learn who asked
 (KEYCTL_QUERY_REQUEST_KEY_AUTH), assume the authority, read the callout,
-check the policy, pick the request-key.conf line, and run its program.
-Every path ends the request: instantiated, negated (no line, a failed
-handler, the ``negate`` op) or rejected (the policy said no); a request
-that cannot be read at all is negated if it can still be reached.
+check the policy, pick the request-key.conf line (``%{type:desc}`` looked
+up in the requester's keyrings), and run its program; if a program fails,
+look up op ``negate`` and run that line, as keyutils does.
+
+The request boundary: every path ends the request, instantiated, negated
+(no line, a failed handler, a ``negate`` line, a config error, *any*
+exception while serving) or rejected (the policy said no), with one log
+line saying why.  Only a request that ended before we could answer it
+(timed out, its record or queue went away) is logged as ``gone``.
 """
 
 from __future__ import annotations
@@ -14,15 +19,13 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from kcont import upcalls
-from kcont._binding import check, lib
-from kcont.keys import Key, Keyring, assume_authority, instantiate, negate, reject
+from kcont.keys import Key, assume_authority, auth_target, instantiate, negate, reject, request_key
 from request_key_daemon import conf, handlers
 from request_key_daemon.policy import Decision, Inputs, Policy
 
@@ -39,8 +42,8 @@ class Outcome:
     """How one request ended, for the log line and the stats."""
 
     serial: int
-    key_type: str
-    description: str
+    key_type: bytes
+    description: bytes
     requester: str
     decision: str
     handler: str
@@ -56,9 +59,10 @@ class Outcome:
         return "instantiated" if word == "answered" else word
 
     def line(self) -> str:
-        return (f"serial={self.serial} type={self.key_type} desc={self.description!r} "
+        return (f"serial={self.serial} type={conf.printable(self.key_type)} "
+                f"desc='{conf.printable(self.description)}' "
                 f"requester={self.requester} decision={self.decision} "
-                f"handler={self.handler!r} result={self.result} "
+                f"handler='{self.handler}' result={self.result} "
                 f"latency_ms={self.seconds * 1000:.1f}")
 
 
@@ -78,31 +82,50 @@ def comm_of(pid: int) -> str:
         os.close(fd)
 
 
-def run_exec(action: conf.Action, target: int, deadline: float) -> None:
-    """Run a plain program as /sbin/request-key does: in a session keyring of
-    its own holding the auth key, with the authority assumed, so that
-    ``keyctl instantiate %k ...`` works unchanged."""
-    def prepare() -> None:
-        # As keyutils' request-key: the authority first, which makes the
-        # auth key reachable (and possessed) as @-7 in the new session.
-        check("keyctl_assume_authority", lib.keyctl_assume_authority(target))
-        Keyring.join_session()
-        check("keyctl_link", lib.keyctl_link(lib.KEY_SPEC_REQKEY_AUTH_KEY,
-                                             lib.KEY_SPEC_SESSION_KEYRING))
+def _why(err: BaseException) -> str:
+    """An exception as the reason in a log line."""
+    if isinstance(err, handlers.HandlerError | conf.ConfigError):
+        return str(err)
+    if isinstance(err, OSError) and err.strerror:
+        return f"{type(err).__name__}: {err.strerror}"
+    return f"{type(err).__name__}: {err}"
 
-    try:
-        proc = subprocess.run([action.program, *action.argv[1:]], executable=action.program,
-                              preexec_fn=prepare, stdin=subprocess.DEVNULL,
-                              capture_output=True, timeout=deadline, check=False)
-    except subprocess.TimeoutExpired:
-        raise handlers.HandlerError(f"{action.program}: no answer in {deadline:.0f}s") \
-            from None
-    except (OSError, subprocess.SubprocessError) as err:
-        raise handlers.HandlerError(f"{action.program}: {err}") from None
-    if proc.returncode != 0:
-        detail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:]
-        raise handlers.HandlerError(f"{action.program}: exit {proc.returncode}"
-                                    + (f": {detail[0]}" if detail else ""))
+
+def end_unanswered(target: int) -> str:
+    """Negate ``target`` if it is still under construction (authority held);
+    reject it if negating fails.  Returns the verb for the log line:
+    "negated", or "gone" if the request had ended already."""
+    for answer in (lambda: negate(target, NEGATE_TIMEOUT),
+                   lambda: reject(target, errno.ENOKEY, NEGATE_TIMEOUT)):
+        try:
+            answer()
+        except OSError as err:
+            if err.errno in ANSWERED:
+                return "gone"
+            continue
+        except Exception:   # the boundary: try the next answer
+            continue
+        return "negated"
+    return "gone"
+
+
+# What an answer fails with once the request was answered or ended.
+ANSWERED = (errno.EPERM, errno.EKEYREVOKED, errno.ENOKEY, errno.EACCES, errno.EBUSY)
+
+
+def _negate_if_pending(target: int) -> bool:
+    """Negate ``target`` unless it was answered already; True if we negated."""
+    return end_unanswered(target) == "negated"
+
+
+def keysub_in_requesters_keyrings(key_type: bytes, description: bytes) -> bytes:
+    """keyutils' ``%{type:description}``: ``request_key()`` with no callout
+    while holding the authority, so that the requester's keyrings are
+    searched and nothing is constructed; the key's payload."""
+    return request_key(key_type, description, None).read()
+
+
+Done = Callable[[str, str, str], Outcome]
 
 
 @dataclass
@@ -113,40 +136,33 @@ class Handoff:
     ``Server.begin`` did everything before it on the thread that saw the
     request; ``finish`` assumes the authority again on its own thread (an
     authority belongs to a thread's credentials, not to the process).
+    ``negating`` is set for the line of the ``negate`` re-lookup, whose
+    failure ends the request without a third lookup.
     """
 
     server: Server
     action: conf.Action
     request: conf.Request
-    done: Callable[[str, str, str], Outcome]
+    done: Done
+    negating: bool = False
 
     def finish(self) -> Outcome:
         target = int(self.request.key)
-        handler = self.action.where
         try:
             with assume_authority(target):
                 try:
-                    return self._run(target, handler)
-                except handlers.HandlerError as err:
-                    log.warning("handler failed: %s", err)
-                    _negate_if_pending(target)
-                    return self.done("allow", handler, f"negated ({err})")
+                    step: Outcome | Handoff = self
+                    while isinstance(step, Handoff):   # at most the negate line's
+                        step = self.server.run_action(step.action, step.request, target,
+                                                      step.done, step.negating)
+                    return step
+                except Exception as err:   # the request boundary
+                    verb = end_unanswered(target)
+                    return self.done("allow", self.action.where, f"{verb} ({_why(err)})")
         except OSError as err:
             # The authority could not be assumed again: the request ended
             # meanwhile (timed out, its record or queue went away).
-            return self.done("allow", handler, f"gone ({err.strerror})")
-
-    def _run(self, target: int, handler: str) -> Outcome:
-        if self.action.pipe:
-            instantiate(target, handlers.run_pipe(self.action.program, self.action.argv,
-                                                  self.request.callout, self.server.deadline))
-            return self.done("allow", handler, "instantiated")
-        run_exec(self.action, target, self.server.deadline)
-        # The kernel's helper path negates a key its helper left pending;
-        # so do we.
-        if _negate_if_pending(target):
-            return self.done("allow", handler, "negated (the program did not answer)")
-        return self.done("allow", handler, "answered by the program")
+            return self.done("allow", self.action.where, f"gone ({err.strerror})")
 
 
 class Server:
@@ -174,36 +190,59 @@ class Server:
                 out.write(decision.to_json(inputs) + "\n")
 
     def begin(self, auth: int) -> Outcome | Handoff:
+        """Serve the request behind auth key ``auth`` as far as it is quick."""
         start = time.monotonic()
+        requester = "?"
         try:
             query = upcalls.query_auth(auth)
-        except OSError as err:
-            return Outcome(auth, "?", "?", "?", "-", "-", f"gone ({err.strerror})",
-                           time.monotonic() - start)
+        except Exception as err:   # the request boundary: end it without its details
+            return self._end_unqueried(auth, err, start)
         target = query.target_key
         comm = comm_of(query.requester_pid)
         requester = f"{query.requester_pid}/{comm}@{query.container_id}"
-        try:
-            with assume_authority(target) as authkey:
-                callout = authkey.read().decode(errors="replace")
-                described = Key(target).describe()
-                return self._answer(query, callout, described.type,
-                                    described.description, comm, requester, start)
-        except OSError as err:
-            # The authority could not be assumed: the request ended meanwhile.
-            return Outcome(target, "?", "?", requester, "-", "-", f"gone ({err.strerror})",
-                           time.monotonic() - start)
-
-    def _answer(self, query: upcalls.AuthRequest, callout: str, key_type: str,
-                description: str, comm: str, requester: str,
-                start: float) -> Outcome | Handoff:
-        target = query.target_key
+        key_type = description = b"?"
 
         def done(decision: str, handler: str, result: str) -> Outcome:
-            return Outcome(target, key_type, description, requester, decision, handler, result,
-                           time.monotonic() - start)
+            return Outcome(target, key_type, description, requester, decision, handler,
+                           result, time.monotonic() - start)
 
-        inputs = Inputs(query.operation, key_type, description, query.fsuid, comm,
+        try:
+            with assume_authority(target) as authkey:
+                try:
+                    # keyutils takes the callout as a C string (strlen()).
+                    callout = authkey.read().split(b"\0", 1)[0]
+                    described = Key(target).describe_bytes()
+                    key_type, description = described.type, described.description
+                    return self._answer(query, callout, key_type, description, comm, done)
+                except Exception as err:   # the request boundary
+                    verb = end_unanswered(target)
+                    return done("-", "-", f"{verb} ({_why(err)})")
+        except OSError as err:
+            # The authority could not be assumed: the request ended meanwhile.
+            return done("-", "-", f"gone ({err.strerror})")
+
+    def _end_unqueried(self, auth: int, err: Exception, start: float) -> Outcome:
+        """The request could not be queried: find its key from the auth key's
+        description and negate it, or call it gone if that fails too."""
+        try:
+            target = auth_target(Key(auth))
+        except Exception:   # the auth key is gone with its request
+            return Outcome(auth, b"?", b"?", "?", "-", "-", f"gone ({_why(err)})",
+                           time.monotonic() - start)
+        try:
+            with assume_authority(target):
+                verb = end_unanswered(target)
+        except OSError:
+            verb = "gone"
+        return Outcome(target, b"?", b"?", "?", "-", "-",
+                       f"{verb} (cannot query the request: {_why(err)})",
+                       time.monotonic() - start)
+
+    def _answer(self, query: upcalls.AuthRequest, callout: bytes, key_type: bytes,
+                description: bytes, comm: str, done: Done) -> Outcome | Handoff:
+        target = query.target_key
+        inputs = Inputs(query.operation, key_type.decode("utf-8", "surrogateescape"),
+                        description.decode("utf-8", "surrogateescape"), query.fsuid, comm,
                         query.container_id, self.container_name)
         decision = self.policy.decide(inputs)
         self._record(inputs, decision)
@@ -213,41 +252,61 @@ class Server:
         request = conf.Request(query.operation, key_type, description, callout, str(target),
                                str(query.fsuid), str(query.fsgid), str(query.thread_keyring),
                                str(query.process_keyring), str(query.session_keyring))
+        return self.serve_request(request, target, done, negating=False)
+
+    def resolve(self, request: conf.Request) -> conf.Action | None:
+        """The line for ``request`` (the authority must be held: keysub)."""
+        return conf.resolve(request, self.config_dir, keysub=keysub_in_requesters_keyrings,
+                            reader=self.lines)
+
+    def serve_request(self, request: conf.Request, target: int, done: Done,
+                      negating: bool) -> Outcome | Handoff:
+        """Look ``request`` up and run its line, or hand a program off."""
         try:
-            action = conf.resolve(request, self.config_dir, reader=self.lines)
+            action = self.resolve(request)
         except conf.ConfigError as err:
-            log.warning("config error: %s", err)
             negate(target, NEGATE_TIMEOUT)
             return done("allow", "-", f"negated (config error: {err})")
         if action is None:
             negate(target, NEGATE_TIMEOUT)
-            return done("allow", "-", "negated (no matching line)")
+            what = "no negate line after a failed program" if negating else "no matching line"
+            return done("allow", "-", f"negated ({what})")
         if not action.builtin:
-            return Handoff(self, action, request, done)
+            return Handoff(self, action, request, done, negating)
+        return self.run_action(action, request, target, done, negating)
+
+    def run_action(self, action: conf.Action, request: conf.Request, target: int,
+                   done: Done, negating: bool) -> Outcome | Handoff:
+        """Run ``action`` for ``request``, the authority held on this thread;
+        a failed pipe or built-in leads to the ``negate`` re-lookup, once
+        (whose program line comes back as a Handoff)."""
+        start = time.monotonic()
         try:
-            payload = handlers.run_builtin(action.program, request, action.argv[1:])
-            # A Python function cannot be killed: a built-in that overran
-            # the deadline has its answer dropped, and the request negated.
-            if time.monotonic() - start > self.deadline:
-                raise handlers.HandlerError(f"{action.program}: no answer in "
-                                            f"{self.deadline:.0f}s")
-            instantiate(target, payload)
+            if action.builtin:
+                payload = handlers.run_builtin(action.program, request, action.argv[1:])
+                # A Python function cannot be killed: a built-in that overran
+                # the deadline has its answer dropped, and the request negated.
+                if time.monotonic() - start > self.deadline:
+                    raise handlers.HandlerError(f"{conf.printable(action.program)}: "
+                                                f"no answer in {self.deadline:.0f}s")
+                instantiate(target, payload)
+                return done("allow", action.where, "instantiated")
+            if action.pipe:
+                instantiate(target, handlers.run_pipe(action.program, action.argv,
+                                                      request.callout, self.deadline, target))
+                return done("allow", action.where, "instantiated")
+            status = handlers.run_exec(action.program, action.argv[1:], target,
+                                       self.deadline)
         except handlers.HandlerError as err:
-            log.warning("handler failed: %s", err)
-            _negate_if_pending(target)
-            return done("allow", action.where, f"negated ({err})")
-        return done("allow", action.where, "instantiated")
-
-
-def _negate_if_pending(target: int) -> bool:
-    """Negate ``target`` unless it was answered already; True if we negated."""
-    try:
-        negate(target, NEGATE_TIMEOUT)
-    except OSError as err:
-        # Answered: the authority went with the answer, or the key is no
-        # longer under construction.
-        if err.errno in (errno.EPERM, errno.EKEYREVOKED, errno.ENOKEY, errno.EACCES,
-                         errno.EBUSY):
-            return False
-        raise
-    return True
+            if not err.program_failed or negating:
+                verb = end_unanswered(target)
+                return done("allow", action.where, f"{verb} ({err})")
+            # keyutils: a failed program means "look up op negate and run that".
+            return self.serve_request(conf.negate_request(request), target, done, True)
+        # The kernel's helper path negates a key its helper left pending;
+        # so do we.
+        if _negate_if_pending(target):
+            why = f"the program did not answer: {status}" if status else \
+                "the program did not answer"
+            return done("allow", action.where, f"negated ({why})")
+        return done("allow", action.where, "answered by the program")

@@ -159,6 +159,7 @@ def install_project(headers: Path) -> None:
     python = venv_dir() / "bin" / "python"
     stamp = venv_dir() / "kcont-installed"
     sources = [root / "pyproject.toml", root / "setup.py",
+               root / "userspace" / "request_key_daemon" / "rk_exec.c",
                *sorted((root / "kcont" / "_cffi_src").glob("*.py")),
                *sorted(headers.rglob("*.h"))]
     digest = _digest(sources)
