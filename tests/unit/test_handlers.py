@@ -70,3 +70,38 @@ def test_static_and_python_builtins(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 def test_builtin_errors(program: str, message: str) -> None:
     with pytest.raises(handlers.HandlerError, match=message):
         handlers.run_builtin(program, REQUEST, ())
+
+
+def test_programs_from_many_threads_at_once(tmp_path: Path) -> None:
+    """The daemon's workers start programs concurrently; with no Python code
+    between fork and exec (no preexec_fn), none may hang or mix answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    prog = script(tmp_path, 'read line; printf "%s" "$line"\n')
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda i: handlers.run_pipe(prog, ("prog",), f"req-{i}",
+                                                            timeout=60),
+                                range(128)))
+    assert answers == [f"req-{i}".encode() for i in range(128)]
+
+
+def test_no_preexec_fn_in_the_daemon() -> None:
+    """Python documents preexec_fn as unsafe in a threaded program."""
+    package = Path(handlers.__file__).parent
+    users = [path.name for path in package.glob("*.py") if "preexec_fn=" in path.read_text()]
+    assert users == []
+
+
+def test_rk_exec_reports_the_step_that_failed() -> None:
+    """rk-exec, on a key with no authority to assume (the host kernel, no
+    such request): exit 126 and one line naming the step, no exec."""
+    import subprocess
+
+    done = subprocess.run(handlers.helper_argv(1, b"/bin/true", (b"true",)),
+                          capture_output=True, check=False)
+    assert done.returncode == 126
+    assert done.stderr.decode().startswith("rk-exec: assume authority: ")
+    assert len(done.stderr.splitlines()) == 1
+    done = subprocess.run([str(handlers.EXEC_HELPER), "12x", "/bin/true", "true"],
+                          capture_output=True, check=False)
+    assert (done.returncode, done.stderr) == (126, b"rk-exec: bad key serial: 12x\n")

@@ -18,6 +18,7 @@ EXAMPLES = """examples:
   request-key-daemon --container-fd 3              serve container fd 3, /etc config
   request-key-daemon --container-fd 3 --config-dir /tmp/rk --type dns_resolver --pin uts,net
   request-key-daemon --check-policy policy.toml decisions.jsonl
+  request-key-daemon --explain create dns_resolver example.com ''    which line, argv, policy
 """
 
 
@@ -50,6 +51,14 @@ def make_parser() -> argparse.ArgumentParser:
                              "to the daemon at SOCKET and print the answer")
     parser.add_argument("--check-policy", nargs=2, metavar=("POLICY", "INPUTS"),
                         help="replay a --policy-debug log against POLICY and exit")
+    parser.add_argument("--explain", nargs=4, metavar=("OP", "TYPE", "DESC", "CALLOUT"),
+                        help="print which file and line would serve this request, its "
+                             "wildness, argv and the policy's decision; serve nothing")
+    parser.add_argument("--uid", type=int, default=os.getuid(),
+                        help="with --explain: the requester's uid (%%u, the policy)")
+    parser.add_argument("--gid", type=int, default=os.getgid(),
+                        help="with --explain: the requester's gid (%%g)")
+    parser.add_argument("--comm", default="", help="with --explain: the requester's comm")
     return parser
 
 
@@ -87,10 +96,27 @@ def check_policy(policy_file: Path, inputs_file: Path) -> int:
     return 1 if changed else 0
 
 
+def explain(opts: argparse.Namespace) -> int:
+    from request_key_daemon.explain import ExplainArgs
+    from request_key_daemon.explain import explain as run_explain
+    from request_key_daemon.policy import Policy, PolicyError
+
+    try:
+        policy = Policy.load(opts.policy) if opts.policy else Policy.allow_all()
+    except PolicyError as err:
+        print(f"request-key-daemon: {err}", file=sys.stderr)
+        return 2
+    op, key_type, desc, callout = (os.fsencode(arg) for arg in opts.explain)
+    return run_explain(ExplainArgs(op, key_type, desc, callout, opts.config_dir, policy,
+                                   uid=opts.uid, gid=opts.gid, comm=opts.comm))
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = make_parser().parse_args(argv)
     if opts.check_policy:
         return check_policy(Path(opts.check_policy[0]), Path(opts.check_policy[1]))
+    if opts.explain:
+        return explain(opts)
     if opts.ctl:
         return ctl(opts.ctl)
     if opts.container_fd is None:

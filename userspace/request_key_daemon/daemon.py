@@ -91,9 +91,8 @@ class Daemon:
             self.in_flight.add(auth)
         try:
             step = self.server.begin(auth)
-        except Exception:   # a bug in serving must not stop the daemon
-            log.exception("serving auth key %d failed", auth)
-            self._done(auth, None)
+        except Exception as err:   # a bug in serving must not stop the daemon
+            self._done(auth, self.server.abandon(auth, err))
             return
         if isinstance(step, Outcome):
             self._done(auth, step)
@@ -104,9 +103,8 @@ class Daemon:
     def _finished(self, auth: int, future: Future[Outcome]) -> None:
         try:
             outcome = future.result()
-        except Exception:   # a bug in serving must not stop the daemon
-            log.exception("serving auth key %d failed", auth)
-            outcome = None
+        except Exception as err:   # a bug in serving must not stop the daemon
+            outcome = self.server.abandon(auth, err)
         self._done(auth, outcome)
 
     def _done(self, auth: int, outcome: Outcome | None) -> None:
@@ -124,7 +122,12 @@ class Daemon:
                 self.latencies.append(outcome.seconds)
                 del self.latencies[:-1000]
         if outcome is not None:
-            log.info("%s", outcome.line())
+            try:
+                line = outcome.line()
+            except Exception as err:   # the answer is given; say so even so
+                line = f"serial={outcome.serial} result={outcome.result} " \
+                       f"(log line failed: {type(err).__name__})"
+            log.info("%s", line)
             if self.on_outcome:
                 self.on_outcome(outcome)
 

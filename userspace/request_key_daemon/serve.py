@@ -113,6 +113,15 @@ def end_unanswered(target: int) -> str:
 ANSWERED = (errno.EPERM, errno.EKEYREVOKED, errno.ENOKEY, errno.EACCES, errno.EBUSY)
 
 
+def end_with_authority(target: int) -> str:
+    """end_unanswered() from a thread that does not hold the authority."""
+    try:
+        with assume_authority(target):
+            return end_unanswered(target)
+    except Exception:   # cannot assume it: the request has ended
+        return "gone"
+
+
 def _negate_if_pending(target: int) -> bool:
     """Negate ``target`` unless it was answered already; True if we negated."""
     return end_unanswered(target) == "negated"
@@ -159,10 +168,12 @@ class Handoff:
                 except Exception as err:   # the request boundary
                     verb = end_unanswered(target)
                     return self.done("allow", self.action.where, f"{verb} ({_why(err)})")
-        except OSError as err:
+        except Exception as err:
             # The authority could not be assumed again: the request ended
-            # meanwhile (timed out, its record or queue went away).
-            return self.done("allow", self.action.where, f"gone ({err.strerror})")
+            # meanwhile (timed out, its record or queue went away), or
+            # assuming failed for another reason, which one more try tells.
+            return self.done("allow", self.action.where,
+                             f"{end_with_authority(target)} ({_why(err)})")
 
 
 class Server:
@@ -217,11 +228,17 @@ class Server:
                 except Exception as err:   # the request boundary
                     verb = end_unanswered(target)
                     return done("-", "-", f"{verb} ({_why(err)})")
-        except OSError as err:
-            # The authority could not be assumed: the request ended meanwhile.
-            return done("-", "-", f"gone ({err.strerror})")
+        except Exception as err:
+            # The authority could not be assumed: the request ended meanwhile,
+            # or assuming failed for another reason, which one more try tells.
+            return done("-", "-", f"{end_with_authority(target)} ({_why(err)})")
 
-    def _end_unqueried(self, auth: int, err: Exception, start: float) -> Outcome:
+    def abandon(self, auth: int, err: BaseException) -> Outcome:
+        """The last resort for a request whose serving failed outside the
+        boundaries above (a bug): end it from its auth key alone."""
+        return self._end_unqueried(auth, err, time.monotonic())
+
+    def _end_unqueried(self, auth: int, err: BaseException, start: float) -> Outcome:
         """The request could not be queried: find its key from the auth key's
         description and negate it, or call it gone if that fails too."""
         try:
@@ -229,13 +246,8 @@ class Server:
         except Exception:   # the auth key is gone with its request
             return Outcome(auth, b"?", b"?", "?", "-", "-", f"gone ({_why(err)})",
                            time.monotonic() - start)
-        try:
-            with assume_authority(target):
-                verb = end_unanswered(target)
-        except OSError:
-            verb = "gone"
         return Outcome(target, b"?", b"?", "?", "-", "-",
-                       f"{verb} (cannot query the request: {_why(err)})",
+                       f"{end_with_authority(target)} (cannot serve the request: {_why(err)})",
                        time.monotonic() - start)
 
     def _answer(self, query: upcalls.AuthRequest, callout: bytes, key_type: bytes,
