@@ -25,7 +25,9 @@ class HasFd(Protocol):
 
 
 def _bytes(text: str | bytes) -> bytes:
-    return text.encode() if isinstance(text, str) else text
+    """Bytes as given; a str as UTF-8, surrogate-escaped bytes as themselves
+    (so a description read back from the kernel goes out unchanged)."""
+    return text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
 
 
 @dataclass(frozen=True)

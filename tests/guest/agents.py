@@ -69,7 +69,9 @@ def _request_one(key_type: str, desc: str, callout: str | None,
     assert isinstance(outcome, Key)
     result["serial"] = outcome.serial
     try:
-        result["payload"] = outcome.read().decode(errors="replace")
+        payload = outcome.read()
+        result["payload"] = payload.decode(errors="replace")
+        result["payload_hex"] = payload.hex()
     except OSError as err:
         result["read_errno"] = err.errno
     return result
@@ -84,6 +86,8 @@ def _requester(wfd: int, msg: dict[str, Any]) -> None:
     # key would land in the user-session keyring, which every uid-0 member of
     # every container without a user namespace shares.
     session = Keyring.join_session().serial
+    for key_type, desc, payload in msg.get("keys", []):
+        Keyring(session).add(key_type, desc, payload)
     out.write(json.dumps({"ns": ns_inodes(), "pid": os.getpid(), "session": session}) + "\n")
     descs = msg["descs"]
     lock = threading.Lock()
@@ -268,13 +272,17 @@ class Agent:
         return Container.from_fd(fds[0])
 
     def request(self, key_type: str, descs: str | list[str], callout: str | None = "x",
-                unshare: Iterable[str] = (), fail_nth: int = 0) -> Pending:
+                unshare: Iterable[str] = (), fail_nth: int = 0,
+                keys: Iterable[tuple[str, str, str]] = ()) -> Pending:
         """Start request_key() calls (one thread each) in a new child of this
-        agent; ``fail_nth`` fails that fault point of each call."""
+        agent; ``fail_nth`` fails that fault point of each call; ``keys``
+        (type, description, payload) are added to the child's new session
+        keyring first.  A description may hold surrogate-escaped bytes
+        (``"\\udcff"`` is the byte 0xff): it is requested as those bytes."""
         names = [descs] if isinstance(descs, str) else list(descs)
         reply, fds = self._call({"op": "request", "type": key_type, "descs": names,
                                  "callout": callout, "unshare": sorted(unshare),
-                                 "fail_nth": fail_nth})
+                                 "fail_nth": fail_nth, "keys": [list(k) for k in keys]})
         return Pending(fds[0], reply["pid"], len(names))
 
     def call(self, name: str, *args: Any) -> Any:

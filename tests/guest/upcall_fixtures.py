@@ -37,20 +37,28 @@ def unique(tag: str = "") -> str:
 
 
 @contextmanager
-def marking_helper(pattern: str = f"{MARK_PREFIX}*") -> Iterator[Path]:
+def host_request_key_conf(first_lines: str) -> Iterator[None]:
+    """keyutils' /etc/request-key.conf with ``first_lines`` before the
+    original's, for the kernel's helper (bind mount, init mount namespace)."""
     if os.readlink("/proc/self/ns/mnt") != os.readlink("/proc/1/ns/mnt"):
         raise RuntimeError("the test must run in the init mount namespace to reach the helper")
+    original = Path("/etc/request-key.conf").read_text()
+    MARK_CONF.write_text(first_lines + original)
+    subprocess.run(["mount", "--bind", str(MARK_CONF), "/etc/request-key.conf"], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "/etc/request-key.conf"], check=True)
+
+
+@contextmanager
+def marking_helper(pattern: str = f"{MARK_PREFIX}*") -> Iterator[Path]:
     MARK_SCRIPT.write_text('#!/bin/sh\necho "$2" >> /tmp/kcont-marks\n'
                            'exec /bin/keyctl instantiate "$1" marked "$4"\n')
     MARK_SCRIPT.chmod(0o755)
-    original = Path("/etc/request-key.conf").read_text()
-    MARK_CONF.write_text(f"create * {pattern} * {MARK_SCRIPT} %k %d %c %S\n" + original)
     MARKS.write_text("")
-    subprocess.run(["mount", "--bind", str(MARK_CONF), "/etc/request-key.conf"], check=True)
-    try:
+    with host_request_key_conf(f"create * {pattern} * {MARK_SCRIPT} %k %d %c %S\n"):
         yield MARKS
-    finally:
-        subprocess.run(["umount", "/etc/request-key.conf"], check=True)
 
 
 def marked() -> set[str]:

@@ -113,6 +113,15 @@ def end_unanswered(target: int) -> str:
 ANSWERED = (errno.EPERM, errno.EKEYREVOKED, errno.ENOKEY, errno.EACCES, errno.EBUSY)
 
 
+def names_of(target: int) -> tuple[bytes, bytes]:
+    """The key's type and description for a log line, ``?`` if unreadable."""
+    try:
+        described = Key(target).describe_bytes()
+    except Exception:   # for the log only
+        return b"?", b"?"
+    return described.type, described.description
+
+
 def end_with_authority(target: int) -> str:
     """end_unanswered() from a thread that does not hold the authority."""
     try:
@@ -203,14 +212,12 @@ class Server:
     def begin(self, auth: int) -> Outcome | Handoff:
         """Serve the request behind auth key ``auth`` as far as it is quick."""
         start = time.monotonic()
-        requester = "?"
         try:
             query = upcalls.query_auth(auth)
         except Exception as err:   # the request boundary: end it without its details
             return self._end_unqueried(auth, err, start)
         target = query.target_key
-        comm = comm_of(query.requester_pid)
-        requester = f"{query.requester_pid}/{comm}@{query.container_id}"
+        requester = f"{query.requester_pid}/?@{query.container_id}"
         key_type = description = b"?"
 
         def done(decision: str, handler: str, result: str) -> Outcome:
@@ -220,17 +227,22 @@ class Server:
         try:
             with assume_authority(target) as authkey:
                 try:
+                    comm = comm_of(query.requester_pid)
+                    requester = f"{query.requester_pid}/{comm}@{query.container_id}"
                     # keyutils takes the callout as a C string (strlen()).
                     callout = authkey.read().split(b"\0", 1)[0]
                     described = Key(target).describe_bytes()
                     key_type, description = described.type, described.description
                     return self._answer(query, callout, key_type, description, comm, done)
                 except Exception as err:   # the request boundary
+                    if description == b"?":
+                        key_type, description = names_of(target)
                     verb = end_unanswered(target)
                     return done("-", "-", f"{verb} ({_why(err)})")
         except Exception as err:
             # The authority could not be assumed: the request ended meanwhile,
             # or assuming failed for another reason, which one more try tells.
+            key_type, description = names_of(target)
             return done("-", "-", f"{end_with_authority(target)} ({_why(err)})")
 
     def abandon(self, auth: int, err: BaseException) -> Outcome:
@@ -246,8 +258,9 @@ class Server:
         except Exception:   # the auth key is gone with its request
             return Outcome(auth, b"?", b"?", "?", "-", "-", f"gone ({_why(err)})",
                            time.monotonic() - start)
-        return Outcome(target, b"?", b"?", "?", "-", "-",
-                       f"{end_with_authority(target)} (cannot serve the request: {_why(err)})",
+        verb = end_with_authority(target)
+        return Outcome(target, *names_of(target), "?", "-", "-",
+                       f"{verb} (cannot serve the request: {_why(err)})",
                        time.monotonic() - start)
 
     def _answer(self, query: upcalls.AuthRequest, callout: bytes, key_type: bytes,
