@@ -44,6 +44,10 @@ def make_parser() -> argparse.ArgumentParser:
                      help="the daemon's --config-dir (default: /etc as the container sees it)")
     run.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
                      help="extra argument for the daemon (repeat), e.g. --daemon-arg=--pin=uts")
+    from kcont.admission import add_webhook_arguments
+
+    add_webhook_arguments(run.add_argument_group(
+        "admission review of the container's creation (an AdmissionReview to a webhook)"))
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     sub.add_parser("ls", help="list /proc/containers")
     return parser
@@ -73,6 +77,10 @@ def cmd_run(opts: argparse.Namespace) -> int:
     if not cmd:
         print("kcont run: no command given: kcont run [OPTIONS] -- CMD...", file=sys.stderr)
         return EXIT_USAGE
+    denied = admission_denied(opts, cmd)
+    if denied:
+        print(f"kcont run: {denied}", file=sys.stderr)
+        return EXIT_FAILED
     with Container(opts.name, ns=opts.ns, trusted=opts.trusted) as container:
         if opts.daemon:
             from kcont.supervise import run_with_daemon
@@ -83,6 +91,25 @@ def cmd_run(opts: argparse.Namespace) -> int:
             return run_with_daemon(container, cmd, daemon_argv)
         container.spawn(cmd)
         return exit_status(container.wait())
+
+
+def admission_denied(opts: argparse.Namespace, cmd: list[str]) -> str | None:
+    """Ask the admission webhook, if one is given, about creating this
+    container; the reason it is refused, or None.  The review carries the
+    container as a kcont.dev/v1 Container object."""
+    from kcont.admission import webhook_from
+
+    webhook = webhook_from(opts)
+    if webhook is None:
+        return None
+    trust = {True: "trusted", False: "untrusted", None: "inherited"}[opts.trusted]
+    spec = {"namespaces": sorted(opts.ns), "trust": trust, "command": cmd,
+            "requestKeyDaemon": bool(opts.daemon)}
+    verdict = webhook.review("Container", "containers", "CREATE", opts.name, {"spec": spec},
+                             os.getuid(), os.getgid())
+    print(f"kcont run: admission review: {verdict.line()}", file=sys.stderr)
+    return None if verdict.allowed else f"admission webhook refused the container: " \
+        f"{verdict.message}"
 
 
 def format_table(rows: list) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from hypothesis import HealthCheck, settings
 from upcall_probe import Snoop, Window
 
 ROOT = Path(__file__).resolve().parents[2]
+# tests/: what host and guest tests share (the admission webhook).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 RESULTS = Path(os.environ.get("KCONT_RESULTS", "/tmp"))
 
 # The repository is read-only in the guest and TCG is slow: no example

@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from kcont.admission import add_webhook_arguments, webhook_from
+
 EXAMPLES = """examples:
   request-key-daemon --container-fd 3              serve container fd 3, /etc config
   request-key-daemon --container-fd 3 --config-dir /tmp/rk --type dns_resolver --pin uts,net
@@ -30,7 +32,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--container-fd", type=int, help="fd of the container to serve")
     parser.add_argument("--config-dir", type=Path, default=Path("/etc"),
                         help="where request-key.conf and request-key.d/ are (default /etc)")
-    parser.add_argument("--policy", type=Path, help="policy file (TOML); default: allow all")
+    parser.add_argument("--policy", type=Path,
+                        help="policy file (TOML, or Rego if it ends in .rego); default: allow all")
     parser.add_argument("--policy-debug", type=Path,
                         help="append each decision's inputs as JSON lines here")
     parser.add_argument("--type", action="append", dest="types",
@@ -59,6 +62,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gid", type=int, default=os.getgid(),
                         help="with --explain: the requester's gid (%%g)")
     parser.add_argument("--comm", default="", help="with --explain: the requester's comm")
+    webhook = parser.add_argument_group("admission review of each upcall (after the policy)")
+    add_webhook_arguments(webhook)
     return parser
 
 
@@ -75,10 +80,10 @@ def setup_logging(syslog: str | None) -> None:
 
 
 def check_policy(policy_file: Path, inputs_file: Path) -> int:
-    from request_key_daemon.policy import Policy, PolicyError, replay
+    from request_key_daemon.policy import PolicyError, load_policy, replay
 
     try:
-        policy = Policy.load(policy_file)
+        policy = load_policy(policy_file)
         lines = inputs_file.read_text().splitlines()
         results = replay(policy, lines)
     except (OSError, PolicyError, ValueError, KeyError) as err:
@@ -99,10 +104,10 @@ def check_policy(policy_file: Path, inputs_file: Path) -> int:
 def explain(opts: argparse.Namespace) -> int:
     from request_key_daemon.explain import ExplainArgs
     from request_key_daemon.explain import explain as run_explain
-    from request_key_daemon.policy import Policy, PolicyError
+    from request_key_daemon.policy import Policy, PolicyError, load_policy
 
     try:
-        policy = Policy.load(opts.policy) if opts.policy else Policy.allow_all()
+        policy = load_policy(opts.policy) if opts.policy else Policy.allow_all()
     except PolicyError as err:
         print(f"request-key-daemon: {err}", file=sys.stderr)
         return 2
@@ -125,13 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(opts.syslog)
     from kcont import upcalls
     from request_key_daemon.daemon import Daemon
-    from request_key_daemon.policy import Policy, PolicyError
+    from request_key_daemon.policy import Policy, PolicyError, load_policy
     from request_key_daemon.serve import Server
 
     try:
-        policy = Policy.load(opts.policy) if opts.policy else Policy.allow_all()
+        policy = load_policy(opts.policy) if opts.policy else Policy.allow_all()
         mask = upcalls.ns_mask([k for k in opts.pin.split(",") if k])
-        server = Server(opts.config_dir, policy, opts.deadline, decisions=opts.policy_debug)
+        server = Server(opts.config_dir, policy, opts.deadline, decisions=opts.policy_debug,
+                        webhook=webhook_from(opts))
         daemon = Daemon(opts.container_fd, server, types=opts.types or ["*"], ns_mask=mask,
                         workers=opts.workers, policy_path=opts.policy)
     except (OSError, PolicyError, ValueError) as err:

@@ -28,7 +28,7 @@ from kcont import upcalls
 from kcont.container import fdinfo
 from kcont.keys import USER, Key, Keyring
 from kcont.watch import KeyChange, KeyEvent, WatchQueue
-from request_key_daemon.policy import Policy, PolicyError
+from request_key_daemon.policy import PolicyError, load_policy
 from request_key_daemon.serve import Outcome, Server, comm_of
 from request_key_daemon.wakeup import Wakeup
 
@@ -146,7 +146,7 @@ class Daemon:
         if self.policy_path is None:
             return None
         try:
-            self.server.policy = Policy.load(self.policy_path)
+            self.server.policy = load_policy(self.policy_path)
         except PolicyError as err:
             log.error("reload refused, keeping the current policy: %s", err)
             return str(err)
@@ -184,7 +184,7 @@ class Daemon:
             log.warning("set-policy %s by uid %d refused: %s", request["path"], uid,
                         decision.reason)
             raise PermissionError(f"refused by the current policy: {decision.reason}")
-        new = Policy.load(Path(request["path"]))
+        new = load_policy(Path(request["path"]))
         self.server.policy, self.policy_path = new, Path(request["path"])
         log.info("policy set to %s by uid %d", new.source, uid)
         return {"policy": new.source}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from request_key_daemon import conf
-from request_key_daemon.policy import Inputs, Policy
+from request_key_daemon.policy import Inputs, PolicyEngine
 
 FIELDS = ("op", "type", "description", "callout")
 
@@ -30,7 +30,7 @@ class ExplainArgs:
     description: bytes
     callout: bytes
     config_dir: Path
-    policy: Policy
+    policy: PolicyEngine
     key: int = 0
     uid: int = 0
     gid: int = 0
@@ -69,20 +69,23 @@ def explain(args: ExplainArgs, out: Callable[[str], None] = print,
     out(f"request: op={conf.printable(args.op)} type={conf.printable(args.key_type)} "
         f"description='{conf.printable(args.description)}' "
         f"callout='{conf.printable(args.callout)}'")
-    inputs = Inputs(args.op.decode("utf-8", "surrogateescape"),
-                    args.key_type.decode("utf-8", "surrogateescape"),
-                    args.description.decode("utf-8", "surrogateescape"), args.uid, args.comm,
-                    0, args.container)
-    decision = args.policy.decide(inputs)
-    out(f"policy ({args.policy.source}): {'allow' if decision.allowed else 'deny'}: "
-        f"{decision.reason}")
     try:
         files = [path for path in conf.conf_files(args.config_dir) if os.path.exists(path)]
         out("files: " + (", ".join(files) or "none"))
-        action = conf.resolve(request, args.config_dir, keysub=keysub)
+        found = conf.lookup(request, conf.conf_files(args.config_dir))
+        action = None if found is None else \
+            conf.Action(*conf.expand(request, found[0], found[1], keysub), found[0], found[2])
     except conf.ConfigError as err:
         out(f"line: config error: {err}: the request is negated")
         return 1
+    inputs = Inputs(args.op.decode("utf-8", "surrogateescape"),
+                    args.key_type.decode("utf-8", "surrogateescape"),
+                    args.description.decode("utf-8", "surrogateescape"), args.uid, args.comm,
+                    0, args.container, args.gid, found[0] if found else "",
+                    conf.printable(found[1]) if found else "")
+    decision = args.policy.decide(inputs)
+    out(f"policy ({args.policy.source}): {'allow' if decision.allowed else 'deny'}: "
+        f"{decision.reason}")
     _describe(action, "line", out)
     if action is not None and (action.pipe or action.builtin):
         try:

@@ -33,12 +33,13 @@ that ``request-key-daemon --check-policy FILE INPUTS`` replays it.
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import json
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ACTIONS = ("allow", "deny")
 FIELDS = ("op", "type", "description", "uid", "comm", "container")
@@ -52,7 +53,14 @@ class PolicyError(ValueError):
 
 @dataclass(frozen=True)
 class Inputs:
-    """Everything a decision depends on, and nothing else (so it replays)."""
+    """Everything a decision depends on, and nothing else (so it replays).
+
+    ``description`` is the key's description decoded as UTF-8 with
+    surrogate escapes (a byte that is not UTF-8, 0xff, is ``"\\udcff"``),
+    so that it round-trips to the kernel's bytes.  ``line`` and ``command``
+    are the request-key.conf line that would serve the request
+    (``file:number``) and its command text, empty if none does.
+    """
 
     op: str
     type: str
@@ -61,6 +69,42 @@ class Inputs:
     comm: str
     container_id: int
     container_name: str
+    gid: int = 0
+    line: str = ""
+    command: str = ""
+
+    def document(self) -> dict[str, Any]:
+        """The input document of a decision: what a Rego policy sees as
+        ``input``, what the decision log records, what ``opa eval -I``
+        reads.  The description is given twice: escaped as text
+        (``\\xNN`` for bytes that are not UTF-8, a backslash doubled),
+        and exactly, in base64."""
+        raw = self.description.encode("utf-8", "surrogateescape")
+        return {
+            "operation": self.op,
+            "key": {"type": self.type, "description": _escaped(raw),
+                    "description_base64": base64.b64encode(raw).decode()},
+            "requester": {"uid": self.uid, "gid": self.gid, "comm": self.comm},
+            "container": {"id": self.container_id, "name": self.container_name},
+            "line": {"where": self.line, "command": self.command} if self.line else None,
+        }
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Inputs:
+        """The inverse of ``document()`` (the exact description, from base64)."""
+        raw = base64.b64decode(doc["key"]["description_base64"])
+        line = doc.get("line") or {}
+        return cls(doc["operation"], doc["key"]["type"],
+                   raw.decode("utf-8", "surrogateescape"), int(doc["requester"]["uid"]),
+                   doc["requester"]["comm"], int(doc["container"]["id"]),
+                   doc["container"]["name"], int(doc["requester"].get("gid", 0)),
+                   line.get("where", ""), line.get("command", ""))
+
+
+def _escaped(raw: bytes) -> str:
+    from request_key_daemon.conf import printable
+
+    return printable(raw)
 
 
 @dataclass(frozen=True)
@@ -90,18 +134,35 @@ class Rule:
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    rule: int | None  # index in the file, None for the default
+    rule: int | None  # index in the file, None for the default (TOML only)
     reason: str
 
-    def to_json(self, inputs: Inputs) -> str:
-        return json.dumps({"inputs": asdict(inputs), "decision": asdict(self)}, sort_keys=True)
+    def to_json(self, inputs: Inputs, engine: str = "toml") -> str:
+        """One decision-log line: the input document, the decision, the engine."""
+        return json.dumps({"input": inputs.document(), "decision": asdict(self),
+                           "engine": engine}, sort_keys=True)
+
+
+class PolicyEngine(Protocol):
+    """What the daemon asks of a policy, whatever its language."""
+
+    source: str
+    engine: str
+
+    def decide(self, inputs: Inputs) -> Decision: ...
+
+    def check_update(self, new_source: str, uid: int, comm: str, container_id: int,
+                     container_name: str) -> Decision: ...
 
 
 @dataclass(frozen=True)
 class Policy:
+    """A TOML policy: rules tried in order, then the default."""
+
     default_allow: bool
     rules: tuple[Rule, ...]
     source: str = "<built-in>"
+    engine = "toml"
 
     @classmethod
     def allow_all(cls) -> Policy:
@@ -167,13 +228,24 @@ def _rule(raw: Any, where: str) -> Rule:
     return Rule(action=action, reason=str(reason), uid=uid, **strings)
 
 
-def replay(policy: Policy, lines: list[str]) -> list[tuple[Inputs, Decision, Decision]]:
-    """(inputs, recorded decision, decision now) for each JSON line."""
+def load_policy(path: Path) -> PolicyEngine:
+    """The policy at ``path``: Rego for a ``.rego`` file, TOML otherwise."""
+    if path.suffix == ".rego":
+        from request_key_daemon.rego_policy import RegoPolicy
+
+        return RegoPolicy.load(path)
+    return Policy.load(path)
+
+
+def replay(policy: PolicyEngine, lines: list[str]) -> list[tuple[Inputs, Decision, Decision]]:
+    """(inputs, recorded decision, decision now) for each decision-log line
+    (``input`` documents; the older ``inputs`` records are read too)."""
     out = []
     for line in lines:
         if not line.strip():
             continue
         record = json.loads(line)
-        inputs = Inputs(**record["inputs"])
+        inputs = Inputs.from_document(record["input"]) if "input" in record \
+            else Inputs(**record["inputs"])
         out.append((inputs, Decision(**record["decision"]), policy.decide(inputs)))
     return out

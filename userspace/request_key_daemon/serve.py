@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kcont import upcalls
+from kcont.admission import Webhook
 from kcont.keys import Key, assume_authority, auth_target, instantiate, negate, reject, request_key
 from request_key_daemon import conf, handlers
-from request_key_daemon.policy import Decision, Inputs, Policy
+from request_key_daemon.policy import Decision, Inputs, PolicyEngine
 
 log = logging.getLogger("request-key-daemon")
 
@@ -148,40 +149,37 @@ Done = Callable[[str, str, str], Outcome]
 
 @dataclass
 class Handoff:
-    """A request whose handler is a program (pipe or exec): the part of
-    serving that may take up to the deadline, for a worker thread.
+    """The part of serving that may take up to the deadline (a program, or
+    the admission webhook's review), for a worker thread.
 
     ``Server.begin`` did everything before it on the thread that saw the
     request; ``finish`` assumes the authority again on its own thread (an
-    authority belongs to a thread's credentials, not to the process).
-    ``negating`` is set for the line of the ``negate`` re-lookup, whose
-    failure ends the request without a third lookup.
+    authority belongs to a thread's credentials, not to the process) and
+    runs ``step``, and the steps it leads to (the ``negate`` line's).
     """
 
-    server: Server
-    action: conf.Action
     request: conf.Request
     done: Done
-    negating: bool = False
+    where: str
+    step: Callable[[], Outcome | Handoff]
 
     def finish(self) -> Outcome:
         target = int(self.request.key)
         try:
             with assume_authority(target):
                 try:
-                    step: Outcome | Handoff = self
-                    while isinstance(step, Handoff):   # at most the negate line's
-                        step = self.server.run_action(step.action, step.request, target,
-                                                      step.done, step.negating)
-                    return step
+                    outcome: Outcome | Handoff = self
+                    while isinstance(outcome, Handoff):   # at most the negate line's
+                        outcome = outcome.step()
+                    return outcome
                 except Exception as err:   # the request boundary
                     verb = end_unanswered(target)
-                    return self.done("allow", self.action.where, f"{verb} ({_why(err)})")
+                    return self.done("allow", self.where, f"{verb} ({_why(err)})")
         except Exception as err:
             # The authority could not be assumed again: the request ended
             # meanwhile (timed out, its record or queue went away), or
             # assuming failed for another reason, which one more try tells.
-            return self.done("allow", self.action.where,
+            return self.done("allow", self.where,
                              f"{end_with_authority(target)} ({_why(err)})")
 
 
@@ -195,10 +193,12 @@ class Server:
     a worker, so the common in-process path costs no thread switch.
     """
 
-    def __init__(self, config_dir: Path, policy: Policy, deadline: float = DEFAULT_DEADLINE,
-                 container_name: str = "", decisions: Path | None = None) -> None:
+    def __init__(self, config_dir: Path, policy: PolicyEngine,
+                 deadline: float = DEFAULT_DEADLINE, container_name: str = "",
+                 decisions: Path | None = None, webhook: Webhook | None = None) -> None:
         self.config_dir = config_dir
         self.policy = policy
+        self.webhook = webhook
         self.deadline = deadline
         self.container_name = container_name
         self.decisions = decisions
@@ -207,7 +207,7 @@ class Server:
     def _record(self, inputs: Inputs, decision: Decision) -> None:
         if self.decisions is not None:
             with self.decisions.open("a") as out:
-                out.write(decision.to_json(inputs) + "\n")
+                out.write(decision.to_json(inputs, self.policy.engine) + "\n")
 
     def begin(self, auth: int) -> Outcome | Handoff:
         """Serve the request behind auth key ``auth`` as far as it is quick."""
@@ -265,39 +265,73 @@ class Server:
 
     def _answer(self, query: upcalls.AuthRequest, callout: bytes, key_type: bytes,
                 description: bytes, comm: str, done: Done) -> Outcome | Handoff:
+        """The line that would serve the request, then the policy (which
+        sees that line), then the webhook if any, then the line's program."""
         target = query.target_key
+        request = conf.Request(query.operation, key_type, description, callout, str(target),
+                               str(query.fsuid), str(query.fsgid), str(query.thread_keyring),
+                               str(query.process_keyring), str(query.session_keyring))
+        found, config_error = self.lookup(request)
         inputs = Inputs(query.operation, key_type.decode("utf-8", "surrogateescape"),
                         description.decode("utf-8", "surrogateescape"), query.fsuid, comm,
-                        query.container_id, self.container_name)
+                        query.container_id, self.container_name, query.fsgid,
+                        found[0] if found else "", conf.printable(found[1]) if found else "")
         decision = self.policy.decide(inputs)
         self._record(inputs, decision)
         if not decision.allowed:
             reject(target, errno.EKEYREJECTED, NEGATE_TIMEOUT)
             return done(f"deny ({decision.reason})", "-", "rejected")
-        request = conf.Request(query.operation, key_type, description, callout, str(target),
-                               str(query.fsuid), str(query.fsgid), str(query.thread_keyring),
-                               str(query.process_keyring), str(query.session_keyring))
-        return self.serve_request(request, target, done, negating=False)
+        webhook = self.webhook
+        if webhook is not None:
+            def review() -> Outcome | Handoff:
+                verdict = webhook.review("KeyRequest", "keyrequests", "CREATE",
+                                         conf.printable(key_type + b":" + description)[:253],
+                                         {"spec": inputs.document()}, query.fsuid, query.fsgid)
+                if not verdict.allowed:
+                    reject(target, errno.EKEYREJECTED, NEGATE_TIMEOUT)
+                    return done(f"deny ({verdict.line()})", "-", "rejected")
+                return self.serve_found(request, target, found, config_error, done, False)
+            return Handoff(request, done, "-", review)
+        return self.serve_found(request, target, found, config_error, done, negating=False)
 
-    def resolve(self, request: conf.Request) -> conf.Action | None:
-        """The line for ``request`` (the authority must be held: keysub)."""
-        return conf.resolve(request, self.config_dir, keysub=keysub_in_requesters_keyrings,
-                            reader=self.lines)
+    def lookup(self, request: conf.Request) -> tuple[conf.Match | None, conf.ConfigError | None]:
+        """The winning line (not yet expanded: no keysub before the policy
+        has decided), or the configuration error that fails the lookup."""
+        try:
+            return conf.lookup(request, conf.conf_files(self.config_dir),
+                               reader=self.lines), None
+        except conf.ConfigError as err:
+            return None, err
 
     def serve_request(self, request: conf.Request, target: int, done: Done,
                       negating: bool) -> Outcome | Handoff:
         """Look ``request`` up and run its line, or hand a program off."""
+        found, config_error = self.lookup(request)
+        return self.serve_found(request, target, found, config_error, done, negating)
+
+    def serve_found(self, request: conf.Request, target: int, found: conf.Match | None,
+                    config_error: conf.ConfigError | None, done: Done,
+                    negating: bool) -> Outcome | Handoff:
+        """Expand the found line (``%{type:desc}`` in the requester's
+        keyrings: the authority is held) and run it, or hand it off."""
         try:
-            action = self.resolve(request)
+            if config_error is not None:
+                raise config_error
+            if found is None:
+                negate(target, NEGATE_TIMEOUT)
+                what = "no negate line after a failed program" if negating else \
+                    "no matching line"
+                return done("allow", "-", f"negated ({what})")
+            where, command, wildness = found
+            program, argv, pipe = conf.expand(request, where, command,
+                                              keysub_in_requesters_keyrings)
         except conf.ConfigError as err:
             negate(target, NEGATE_TIMEOUT)
             return done("allow", "-", f"negated (config error: {err})")
-        if action is None:
-            negate(target, NEGATE_TIMEOUT)
-            what = "no negate line after a failed program" if negating else "no matching line"
-            return done("allow", "-", f"negated ({what})")
+        action = conf.Action(program, argv, pipe, where, wildness)
         if not action.builtin:
-            return Handoff(self, action, request, done, negating)
+            return Handoff(request, done, action.where,
+                           lambda: self.run_action(action, request, target, done, negating))
         return self.run_action(action, request, target, done, negating)
 
     def run_action(self, action: conf.Action, request: conf.Request, target: int,

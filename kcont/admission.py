@@ -1,0 +1,207 @@
+"""Admission review: ask a Kubernetes validating webhook before acting.
+
+A platform that already runs admission webhooks (OPA Gatekeeper, Kyverno,
+its own) can have kcont ask them, as ctrdac does for containerd: a
+container creation (``kcont run``) or an upcall (request-key-daemon
+``--admission-webhook``) is packed into an ``admission.k8s.io/v1``
+``AdmissionReview`` and POSTed to the webhook; its ``response.allowed``
+and ``response.status.message`` decide and are logged.
+
+Transport: ``https://host:port/path`` verified against a CA bundle (the
+webhook's ``caBundle``), or ``unix:/path/to/socket:/path`` (plain HTTP
+over a Unix socket, for a webhook on the same machine).  A review that
+cannot be had (a timeout, a refused connection, an HTTP error, a reply
+that is not an AdmissionReview for this request) is decided by the
+failure policy, as Kubernetes' ``failurePolicy``: ``Fail`` (the default,
+as in ``admissionregistration.k8s.io/v1``) denies, ``Ignore`` allows; both
+say why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import socket
+import ssl
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+API_VERSION = "admission.k8s.io/v1"
+GROUP = "kcont.dev"
+VERSION = "v1"
+DEFAULT_TIMEOUT = 10.0      # Kubernetes' default timeoutSeconds
+FAILURE_POLICIES = ("Fail", "Ignore")
+MAX_REPLY = 1 << 20
+
+
+class WebhookError(Exception):
+    """The review could not be had; the failure policy decides."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the review decided, and why, for the log line."""
+
+    allowed: bool
+    message: str
+    failed: bool = False    # decided by the failure policy, not the webhook
+
+    def line(self) -> str:
+        word = "allowed" if self.allowed else "denied"
+        how = "failure policy" if self.failed else "webhook"
+        return f"{word} by the {how}: {self.message}"
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a Unix stream socket (the host part of the URL is unused)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A validating webhook: where, how to trust it, how long to wait,
+    and what a failed review means."""
+
+    url: str
+    ca_file: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    failure_policy: str = "Fail"
+
+    def __post_init__(self) -> None:
+        if self.failure_policy not in FAILURE_POLICIES:
+            raise ValueError(f"failure policy must be Fail or Ignore, not {self.failure_policy!r}")
+        if not (self.url.startswith("https://") or self.url.startswith("unix:")):
+            raise ValueError(f"webhook URL must be https://HOST[:PORT]/PATH or "
+                             f"unix:/SOCKET:/PATH, not {self.url!r}")
+        if self.timeout <= 0:
+            raise ValueError("webhook timeout must be positive")
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, str]:
+        if self.url.startswith("unix:"):
+            path, _, target = self.url.removeprefix("unix:").partition(":")
+            return _UnixConnection(path, self.timeout), target or "/"
+        parts = urlsplit(self.url)
+        context = ssl.create_default_context(cafile=self.ca_file)
+        connection = http.client.HTTPSConnection(parts.hostname or "", parts.port or 443,
+                                                 timeout=self.timeout, context=context)
+        return connection, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+    def post(self, review: dict[str, Any]) -> dict[str, Any]:
+        """POST ``review``; the decoded reply.  Raises WebhookError."""
+        connection, target = self._connection()
+        body = json.dumps(review).encode()
+        try:
+            connection.request("POST", target, body=body,
+                               headers={"Content-Type": "application/json",
+                                        "Accept": "application/json"})
+            reply = connection.getresponse()
+            data = reply.read(MAX_REPLY + 1)
+        except (OSError, http.client.HTTPException) as err:
+            what = "timed out" if isinstance(err, TimeoutError | socket.timeout) else \
+                f"{type(err).__name__}: {err}"
+            raise WebhookError(f"{self.url}: {what}") from None
+        finally:
+            connection.close()
+        if reply.status != 200:
+            raise WebhookError(f"{self.url}: HTTP {reply.status} {reply.reason}")
+        if len(data) > MAX_REPLY:
+            raise WebhookError(f"{self.url}: reply larger than {MAX_REPLY} bytes")
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            raise WebhookError(f"{self.url}: reply is not JSON") from None
+        if not isinstance(answer, dict):
+            raise WebhookError(f"{self.url}: reply is not an AdmissionReview")
+        return answer
+
+    def review(self, kind: str, resource: str, operation: str, name: str,
+               obj: dict[str, Any], uid: int, gid: int) -> Verdict:
+        """Ask the webhook about ``obj``; never raises."""
+        request = review_request(kind, resource, operation, name, obj, uid, gid)
+        try:
+            return parse_response(self.post(request), request["request"]["uid"], self.url)
+        except WebhookError as err:
+            return Verdict(self.failure_policy == "Ignore",
+                           f"{err} (failurePolicy {self.failure_policy})", failed=True)
+
+
+def review_request(kind: str, resource: str, operation: str, name: str,
+                   obj: dict[str, Any], uid: int, gid: int) -> dict[str, Any]:
+    """An ``AdmissionReview`` request for ``obj`` (a kcont.dev/v1 ``kind``)."""
+    group_version = {"group": GROUP, "version": VERSION}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {**group_version, "kind": kind},
+            "resource": {**group_version, "resource": resource},
+            "requestKind": {**group_version, "kind": kind},
+            "requestResource": {**group_version, "resource": resource},
+            "name": name,
+            "operation": operation,
+            "userInfo": {"username": f"uid:{uid}", "uid": str(uid),
+                         "groups": [f"gid:{gid}"]},
+            "object": {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind,
+                       "metadata": {"name": name}, **obj},
+            "oldObject": None,
+            "dryRun": False,
+            "options": None,
+        },
+    }
+
+
+def parse_response(answer: dict[str, Any], uid: str, url: str) -> Verdict:
+    """The webhook's verdict; WebhookError if the reply is not a v1
+    AdmissionReview answering request ``uid`` with a boolean ``allowed``."""
+    response = answer.get("response")
+    if answer.get("apiVersion") != API_VERSION or answer.get("kind") != "AdmissionReview" \
+            or not isinstance(response, dict):
+        raise WebhookError(f"{url}: reply is not an {API_VERSION} AdmissionReview")
+    if response.get("uid") != uid:
+        raise WebhookError(f"{url}: reply answers request {response.get('uid')!r}, not ours")
+    allowed = response.get("allowed")
+    if not isinstance(allowed, bool):
+        raise WebhookError(f"{url}: response.allowed is not a boolean")
+    status = response.get("status") or {}
+    message = status.get("message") if isinstance(status, dict) else None
+    if not isinstance(message, str) or not message:
+        message = "allowed" if allowed else "denied (no message)"
+    return Verdict(allowed, message.replace("\n", " ")[:500])
+
+
+def add_webhook_arguments(group: argparse._ArgumentGroup) -> None:
+    """The webhook options, as ``kcont run`` spells them too."""
+    group.add_argument("--admission-webhook", metavar="URL",
+                       help="validating webhook: https://HOST:PORT/PATH or unix:SOCKET:/PATH")
+    group.add_argument("--admission-ca", metavar="FILE",
+                       help="CA bundle that signed the webhook's certificate")
+    group.add_argument("--admission-timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="how long to wait for the webhook (default 10)")
+    group.add_argument("--admission-failure-policy", choices=("Fail", "Ignore"),
+                       default="Fail", help="when the webhook cannot answer: deny (Fail, the "
+                                            "default) or allow (Ignore)")
+
+
+def webhook_from(opts: argparse.Namespace) -> Webhook | None:
+    """The Webhook the options name, or None; ValueError for a bad one."""
+    if not opts.admission_webhook:
+        return None
+    return Webhook(opts.admission_webhook, opts.admission_ca, opts.admission_timeout,
+                   opts.admission_failure_policy)
