@@ -1,0 +1,156 @@
+"""The daemon's policy in the languages platforms already write: a Rego
+policy in the daemon's process, and an admission webhook asked about each
+upcall and about a container's creation, end to end on the real kernel.
+
+The webhook is a real HTTPS server on the guest's loopback address with a
+certificate from a CA made for the test (tests/admission_webhook.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from admission_webhook import Certificates, WebhookServer, make_certificates
+from agents import Agent
+from upcall_fixtures import unique as unique_desc
+
+from kcont import proc
+from kcont.container import Container
+
+REGO = textwrap.dedent("""\
+    package kcont.request_key
+
+    import rego.v1
+
+    default allow := false
+
+    allow if input.key.type != "user"
+
+    reason := "user keys are not made in this container" if input.key.type == "user"
+    """)
+CONFIG = "create * * * @static served\n"
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    return make_certificates(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def webhook(certificates: Certificates) -> Iterator[WebhookServer]:
+    with WebhookServer(certificates) as server:
+        yield server
+
+
+def unique(tag: str) -> str:
+    """A fresh name usable as a host name and a container name."""
+    return unique_desc(tag).replace(":", "-")
+
+
+def _daemon(tmp: Path, *args: str) -> tuple[Container, Agent, dict]:
+    confdir = tmp / "rk"
+    confdir.mkdir(exist_ok=True)
+    (confdir / "request-key.conf").write_text(CONFIG)
+    box = Container(f"kcont-policy-{tmp.name[-12:]}", trusted=False)
+    agent = Agent(box)
+    daemon = agent.start_daemon(box.fd, "--config-dir", str(confdir), *args)
+    assert daemon["ready"], Path(daemon["log"]).read_text()
+    return box, agent, daemon
+
+
+def _stop(box: Container, agent: Agent, daemon: dict) -> str:
+    try:
+        status = agent.kill(daemon["pid"], signal.SIGTERM)
+    finally:
+        agent.stop()
+        box.close()
+    log = Path(daemon["log"]).read_text()
+    assert status == 0, log
+    return log
+
+
+def test_rego_policy_denies_one_key_type_and_replays(tmp_path: Path) -> None:
+    policy, decisions = tmp_path / "policy.rego", tmp_path / "decisions.jsonl"
+    policy.write_text(REGO)
+    box, agent, daemon = _daemon(tmp_path, "--policy", str(policy),
+                                 "--policy-debug", str(decisions))
+    try:
+        dns = agent.request("dns_resolver", f"{unique('rego')}.example", callout="").result()
+        user = agent.request("user", unique("rego-user")).result()
+    finally:
+        log = _stop(box, agent, daemon)
+    assert dns.get("payload") == "served", (dns, log)
+    assert user.get("errno") == errno.EKEYREJECTED, (user, log)
+    assert "decision=deny (user keys are not made in this container)" in log
+    replayed = subprocess.run([sys.executable, "-m", "request_key_daemon.cli",
+                               "--check-policy", str(policy), str(decisions)],
+                              capture_output=True, text=True, check=False)
+    assert replayed.returncode == 0, replayed
+    assert "2 decisions replayed, 0 differ" in replayed.stdout
+
+
+def test_webhook_reviews_each_upcall(tmp_path: Path, webhook: WebhookServer,
+                                     certificates: Certificates) -> None:
+    """Denied by the webhook: rejected with its message; allowed: served;
+    the webhook gets the same input document as the policy."""
+    box, agent, daemon = _daemon(
+        tmp_path, "--admission-webhook", webhook.url("/deny-type/user"),
+        "--admission-ca", str(certificates.ca), "--admission-timeout", "5")
+    try:
+        dns = agent.request("dns_resolver", f"{unique('wh')}.example", callout="").result()
+        user = agent.request("user", unique("wh-user")).result()
+    finally:
+        log = _stop(box, agent, daemon)
+    assert dns.get("payload") == "served", (dns, log)
+    assert user.get("errno") == errno.EKEYREJECTED, (user, log)
+    assert "deny (denied by the webhook: key type user is not allowed)" in log, log
+    kinds = [review["request"]["object"]["spec"]["key"]["type"]
+             for path, review in webhook.reviews if path == "/deny-type/user"]
+    assert kinds[-2:] == ["dns_resolver", "user"]
+
+
+def test_a_dead_webhook_fails_closed_and_the_daemon_keeps_serving(
+        tmp_path: Path, webhook: WebhookServer, certificates: Certificates) -> None:
+    box, agent, daemon = _daemon(
+        tmp_path, "--admission-webhook", webhook.url("/crash"),
+        "--admission-ca", str(certificates.ca), "--admission-timeout", "2")
+    try:
+        first = agent.request("dns_resolver", f"{unique('dead')}.example", callout="").result()
+        second = agent.request("dns_resolver", f"{unique('dead')}.example",
+                               callout="").result()
+    finally:
+        log = _stop(box, agent, daemon)
+    assert first.get("errno") == second.get("errno") == errno.EKEYREJECTED, (first, log)
+    assert "denied by the failure policy" in log and "failurePolicy Fail" in log
+
+
+def test_webhook_refuses_a_container(webhook: WebhookServer,
+                                     certificates: Certificates) -> None:
+    """kcont run asks before creating: the refused container never exists,
+    an allowed one runs its command."""
+    kcont = str(Path(sys.executable).parent / "kcont")
+    refused = unique("refused").replace(":", "-")[:30]
+    common = ["--admission-ca", str(certificates.ca), "--admission-webhook",
+              webhook.url(f"/deny-name/{refused}")]
+    script = "from kcont import proc; print(sorted(r.name for r in proc.read()))"
+    done = subprocess.run([kcont, "run", "--name", refused, *common, "--", sys.executable,
+                           "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 1, done
+    assert f"admission webhook refused the container: container {refused} is refused" \
+        in done.stderr
+    assert refused not in [row.name for row in proc.read()]
+    allowed = subprocess.run([kcont, "run", "--name", "kcont-admitted", *common, "--",
+                              sys.executable, "-c", script],
+                             capture_output=True, text=True, check=False)
+    assert allowed.returncode == 0, allowed
+    assert "kcont-admitted" in allowed.stdout
+    names = [review["request"]["name"] for _, review in webhook.reviews[-2:]]
+    assert names == [refused, "kcont-admitted"]
