@@ -20,6 +20,7 @@ say why.
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import socket
@@ -53,6 +54,13 @@ class Verdict:
         word = "allowed" if self.allowed else "denied"
         how = "failure policy" if self.failed else "webhook"
         return f"{word} by the {how}: {self.message}"
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """One verifying context per CA bundle: loading the bundle costs more
+    than the handshake it serves."""
+    return ssl.create_default_context(cafile=ca_file)
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -97,7 +105,7 @@ class Webhook:
             path, _, target = self.url.removeprefix("unix:").partition(":")
             return _UnixConnection(path, self.timeout), target or "/"
         parts = urlsplit(self.url)
-        context = ssl.create_default_context(cafile=self.ca_file)
+        context = _tls_context(self.ca_file)
         connection = http.client.HTTPSConnection(parts.hostname or "", parts.port or 443,
                                                  timeout=self.timeout, context=context)
         return connection, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

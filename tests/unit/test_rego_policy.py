@@ -148,3 +148,21 @@ def test_toml_replays_rego_logs_and_old_logs(rego: RegoPolicy) -> None:
                       "decision": {"allowed": True, "rule": None, "reason": "r"}})
     ((got, before, _),) = replay(toml, [old])
     assert got.description == "x" and before.allowed
+
+
+def test_the_documented_examples_decide_as_the_docs_say() -> None:
+    """docs/policy.md's Rego modules compile, and its rendering of the TOML
+    worked example decides as that example's table says."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "policy.md").read_text()
+    modules = [block.split("```", 1)[0] for block in docs.split("```rego\n")[1:]]
+    complete = [RegoPolicy.from_text(text, f"docs/policy.md #{i}")
+                for i, text in enumerate(modules) if text.startswith("package ")]
+    assert len(complete) == 1
+    (worked,) = complete
+    table = [(dict(type="dns_resolver", uid=1000, comm="curl"), False),
+             (dict(type="dns_resolver", uid=1000, comm="ping"), True),
+             (dict(type="user", uid=1000, comm="sh"), False),
+             (dict(type="user", uid=0, comm="sh"), True)]
+    for over, allowed in table:
+        assert worked.decide(inputs(**over)).allowed is allowed, over
+    assert worked.check_update("/etc/new.rego", 0, "request-key-dae", 3, "web").allowed
