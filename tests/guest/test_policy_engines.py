@@ -89,7 +89,7 @@ def test_rego_policy_denies_one_key_type_and_replays(tmp_path: Path) -> None:
         log = _stop(box, agent, daemon)
     assert dns.get("payload") == "served", (dns, log)
     assert user.get("errno") == errno.EKEYREJECTED, (user, log)
-    assert "decision=deny (user keys are not made in this container)" in log
+    assert "decision='deny (user keys are not made in this container)'" in log
     replayed = subprocess.run([sys.executable, "-m", "request_key_daemon.cli",
                                "--check-policy", str(policy), str(decisions)],
                               capture_output=True, text=True, check=False)

@@ -227,6 +227,6 @@ def test_a_policy_that_denies_rejects_with_its_reason(tmp_path: Path) -> None:
         log = _stop(box, agent, daemon)
     assert denied.get("errno") == errno.EKEYREJECTED, (denied, log)
     assert allowed.get("payload") == "still-serving", (allowed, log)
-    assert "decision=deny (no secrets here)" in log
+    assert "decision='deny (no secrets here)'" in log
     decisions = (tmp_path / "decisions.jsonl").read_text().splitlines()
     assert len(decisions) == 2 and '"allowed": false' in decisions[0]

@@ -52,6 +52,7 @@ CONFIG = textwrap.dedent("""\
     create user kcont-fi-neg:*  * |/bin/false
     negate user kcont-fi-neg:*  * |/bin/echo -n via-the-negate-line
     create user kcont-fi-raw:*  * |/bin/echo -n %d
+    create user kcont-fi-self:* * @static %{user:kcont-fi-self:loop}
     """)
 POLICY = {"default": "allow",
           "rule": [{"action": "deny", "description": "kcont-fi-deny:*",
@@ -68,28 +69,31 @@ EXPECTED: dict[str, tuple[str, Any]] = {
     "deny": ("errno", errno.EKEYREJECTED),
 }
 
-# (name, owner, attribute, the request kinds that reach it)
-POINTS: list[tuple[str, Any, str, tuple[str, ...]]] = [
-    ("query", kcont.upcalls, "query_auth", ("st",)),
-    ("assume", serve, "assume_authority", ("st", "exec")),
-    ("read-callout", Key, "read", ("st",)),
-    ("describe", Key, "describe_bytes", ("st",)),
-    ("comm", serve, "comm_of", ("st",)),
-    ("policy", Policy, "decide", ("st", "deny")),
-    ("record", serve.Server, "_record", ("st",)),
-    ("conf-files", conf, "conf_files", ("st",)),
-    ("line-cache", conf.LineCache, "__call__", ("st",)),
-    ("lookup", conf, "lookup", ("st",)),
-    ("expand", conf, "expand", ("st",)),
-    ("keysub", serve, "keysub_in_requesters_keyrings", ("ks",)),
-    ("builtin", handlers, "run_builtin", ("st",)),
-    ("pipe", handlers, "run_pipe", ("pipe", "neg")),
-    ("exec", handlers, "run_exec", ("exec",)),
-    ("instantiate", serve, "instantiate", ("st", "pipe")),
-    ("negate", serve, "negate", ("none",)),
-    ("reject", serve, "reject", ("deny",)),
-    ("handoff", serve.Handoff, "finish", ("pipe", "exec")),
-    ("log-line", serve.Outcome, "line", ("st",)),
+# (name, owner, attribute, the request kinds that reach it, which calls fail)
+POINTS: list[tuple[str, Any, str, tuple[str, ...], frozenset[int]]] = [
+    ("query", kcont.upcalls, "query_auth", ("st",), frozenset({1})),
+    ("assume", serve, "assume_authority", ("st", "exec"), frozenset({1})),
+    ("assume-again", serve, "assume_authority", ("exec",), frozenset({2})),
+    ("read-callout", Key, "read", ("st",), frozenset({1})),
+    ("describe", Key, "describe_bytes", ("st",), frozenset({1})),
+    ("comm", serve, "comm_of", ("st",), frozenset({1})),
+    ("policy", Policy, "decide", ("st", "deny"), frozenset({1})),
+    ("record", serve.Server, "_record", ("st",), frozenset({1})),
+    ("conf-files", conf, "conf_files", ("st",), frozenset({1})),
+    ("line-cache", conf.LineCache, "__call__", ("st",), frozenset({1})),
+    ("lookup", conf, "lookup", ("st",), frozenset({1})),
+    ("expand", conf, "expand", ("st",), frozenset({1})),
+    ("keysub", serve, "keysub_in_requesters_keyrings", ("ks",), frozenset({1})),
+    ("builtin", handlers, "run_builtin", ("st",), frozenset({1})),
+    ("pipe", handlers, "run_pipe", ("pipe", "neg"), frozenset({1})),
+    ("negate-line", handlers, "run_pipe", ("neg",), frozenset({2})),
+    ("exec", handlers, "run_exec", ("exec",), frozenset({1})),
+    ("instantiate", serve, "instantiate", ("st", "pipe"), frozenset({1})),
+    ("negate", serve, "negate", ("none",), frozenset({1})),
+    ("negate-twice", serve, "negate", ("none",), frozenset({1, 2})),
+    ("reject", serve, "reject", ("deny",), frozenset({1})),
+    ("handoff", serve.Handoff, "finish", ("pipe", "exec"), frozenset({1})),
+    ("log-line", serve.Outcome, "line", ("st",), frozenset({1})),
 ]
 FAILURES: dict[str, Callable[[str], BaseException]] = {
     "OSError": lambda where: OSError(errno.EIO, f"injected at {where}"),
@@ -98,23 +102,28 @@ FAILURES: dict[str, Callable[[str], BaseException]] = {
 
 
 @dataclass
-class FailOnce:
-    """Wraps ``owner.attribute`` so that its next call raises, once."""
+class FailCalls:
+    """Wraps ``owner.attribute`` so that its calls numbered in ``calls``
+    (1 is the next call) raise ``failure``."""
 
     owner: Any
     attribute: str
     failure: BaseException
-    fired: bool = False
+    calls: frozenset[int]
+    seen: int = 0
+    fired: int = 0
     original: Any = field(default=None)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __enter__(self) -> FailOnce:
+    def __enter__(self) -> FailCalls:
         self.original = self.owner.__dict__[self.attribute]
         original, this = self.original, self
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with this.lock:
-                fire, this.fired = not this.fired, True
+                this.seen += 1
+                fire = this.seen in this.calls
+                this.fired += fire
             if fire:
                 raise this.failure
             return original(*args, **kwargs)
@@ -182,14 +191,23 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     assert not thread.is_alive(), "the daemon did not stop"
 
 
+def _idle(served: Served) -> None:
+    """Wait until the daemon has nothing in hand, so that an injection can
+    only fire on the request the test makes next."""
+    deadline = time.monotonic() + 30
+    while served.daemon.in_flight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not served.daemon.in_flight, served.daemon.in_flight
+
+
 def _check_answered(served: Served, desc: str, result: dict[str, Any], why: str) -> None:
     assert "payload" in result or result.get("errno") in (errno.ENOKEY, errno.EKEYREJECTED), \
         (why, result)
     assert result["elapsed"] < ANSWER_WITHIN, (why, result)
-    mine = [line for line in served.log.lines if f"desc='{desc}'" in line
-            or "log line failed" in line]
-    assert mine, (why, served.log.lines[-5:])
-    assert not any("result=gone" in line for line in mine), (why, mine)
+    _idle(served)
+    mine = [line for line in served.log.lines if f"desc='{desc}'" in line]
+    assert len(mine) == 1, (why, mine or served.log.lines[-5:])
+    assert "result='gone" not in mine[0] and "kind=gone" not in mine[0], (why, mine)
     assert served.thread.is_alive(), f"{why}: the daemon stopped"
 
 
@@ -201,22 +219,49 @@ def test_every_kind_is_served_when_nothing_fails(served: Served) -> None:
 
 
 @pytest.mark.parametrize("failure", sorted(FAILURES))
-@pytest.mark.parametrize(("point", "owner", "attribute", "kinds"), POINTS,
+@pytest.mark.parametrize(("point", "owner", "attribute", "kinds", "calls"), POINTS,
                          ids=[p[0] for p in POINTS])
 def test_a_failure_at_each_step_still_ends_the_request(
         served: Served, failure: str, point: str, owner: Any, attribute: str,
-        kinds: tuple[str, ...]) -> None:
+        kinds: tuple[str, ...], calls: frozenset[int]) -> None:
     for kind in kinds:
         why = f"{failure} at {point}, request {kind}"
-        with FailOnce(owner, attribute, FAILURES[failure](point)) as injected:
+        _idle(served)
+        with FailCalls(owner, attribute, FAILURES[failure](point), calls) as injected:
             desc, result = served.request(kind, f"{point}-")
-            # a worker may still be on it when the requester has its answer
-            time.sleep(0.05)
-        assert injected.fired, f"{why}: the request never reached {point}"
+            _idle(served)
+        assert injected.fired == len(calls), f"{why}: fired {injected.fired} of {len(calls)}"
         _check_answered(served, desc, result, why)
     # and the daemon still serves as before
     desc, result = served.request("st", "after-")
     assert result.get("payload") == "served-builtin", (point, result)
+
+
+def test_a_hostile_description_stays_in_its_field(served: Served) -> None:
+    """A description holding the log's quote, a newline and field names is
+    one field of one line."""
+    desc = "kcont-fi-st:x' requester=1/sshd@0 decision='allow\nserial=1 result='forged"
+    result = served.agent.request("user", desc, callout="x").result(timeout=ANSWER_WITHIN)
+    assert result.get("payload") == "served-builtin", result
+    _idle(served)
+    mine = [line for line in served.log.lines if "sshd" in line]
+    assert len(mine) == 1 and "\n" not in mine[0], mine
+    assert "desc='kcont-fi-st:x\\x27 requester=1/sshd@0 decision=\\x27allow\\x0aserial=1 " \
+        "result=\\x27forged'" in mine[0], mine
+
+
+def test_a_key_lookup_that_waits_does_not_stop_serving(served: Served) -> None:
+    """``%{user:X}`` for the very key being constructed waits for it (as it
+    does under keyutils, until the kernel's timeout): on a worker, while
+    the daemon goes on serving everyone else."""
+    with sysctl("kernel.keys.intercept_timeout", "6"):
+        waiting = served.agent.request("user", "kcont-fi-self:loop", callout="x")
+        waiting.namespaces()
+        time.sleep(0.5)
+        _desc, result = served.request("st", "beside-the-wait-")
+        assert result.get("payload") == "served-builtin" and result["elapsed"] < 5, result
+        stuck = waiting.result(timeout=30)
+    assert "errno" in stuck, stuck
 
 
 def test_bytes_reach_the_program_unchanged(served: Served) -> None:

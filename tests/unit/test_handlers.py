@@ -29,7 +29,8 @@ def test_pipe_passes_callout_and_returns_stdout(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("body", "message"), [
     ("echo nope >&2; exit 3\n", "exit 3: nope"),
     ("kill -TERM $$\n", "signal 15"),
-    ("head -c 32769 /dev/zero\n", "payload of 32769 bytes"),
+    ("head -c 32769 /dev/zero\n", "payload of more than 32768 bytes"),
+    ("cat /dev/zero\n", "payload of more than 32768 bytes"),
 ])
 def test_pipe_failures_name_the_cause(tmp_path: Path, body: str, message: str) -> None:
     with pytest.raises(handlers.HandlerError, match=message):
@@ -105,3 +106,27 @@ def test_rk_exec_reports_the_step_that_failed() -> None:
     done = subprocess.run([str(handlers.EXEC_HELPER), "12x", "/bin/true", "true"],
                           capture_output=True, check=False)
     assert (done.returncode, done.stderr) == (126, b"rk-exec: bad key serial: 12x\n")
+
+
+def test_programs_get_request_keys_environment_and_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the kernel starts /sbin/request-key: HOME=/ and the system PATH
+    only, in /; nothing of the daemon's own environment."""
+    monkeypatch.setenv("KCONT_DAEMON_SECRET", "leak")
+    monkeypatch.chdir(tmp_path)
+    prog = script(tmp_path, 'pwd; env | sort\n')
+    out = handlers.run_pipe(prog, ("prog",), "x").decode().splitlines()
+    assert out[0] == "/"
+    assert [line for line in out[1:] if not line.startswith(("PWD=", "SHLVL=", "_="))] == \
+        ["HOME=/", "PATH=/sbin:/bin:/usr/sbin:/usr/bin"]
+
+
+def test_a_builtin_raising_systemexit_fails_the_request_not_the_daemon(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "kcont_exit_handler.py").write_text(
+        "def quit(request, args):\n    raise SystemExit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(handlers.HandlerError, match="raised SystemExit") as failed:
+        handlers.run_builtin("@python:kcont_exit_handler:quit", REQUEST, ())
+    assert failed.value.program_failed
+    sys.modules.pop("kcont_exit_handler", None)

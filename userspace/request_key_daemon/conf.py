@@ -89,8 +89,9 @@ def to_bytes(value: str | bytes) -> bytes:
 
 def printable(data: bytes) -> str:
     """``data`` for a log line: UTF-8 where it is, ``\\xNN`` for every other
-    byte and for control characters, ``\\\\`` for a backslash.  One line,
-    never lossy: two different byte strings never look the same."""
+    byte, for control characters and for ``'`` (the log's quote), ``\\\\``
+    for a backslash.  One line, never lossy: two different byte strings
+    never look the same, and none can close a quoted field."""
     out = []
     for char in data.decode("utf-8", "surrogateescape"):
         code = ord(char)
@@ -98,7 +99,7 @@ def printable(data: bytes) -> str:
             out.append(f"\\x{code - 0xDC00:02x}")
         elif char == "\\":
             out.append("\\\\")
-        elif not char.isprintable() or char == "\n":
+        elif not char.isprintable() or char in "\n'":
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
         else:
             out.append(char)

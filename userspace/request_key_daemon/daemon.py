@@ -28,8 +28,9 @@ from kcont import upcalls
 from kcont.container import fdinfo
 from kcont.keys import USER, Key, Keyring
 from kcont.watch import KeyChange, KeyEvent, WatchQueue
+from request_key_daemon.conf import printable
 from request_key_daemon.policy import PolicyError, load_policy
-from request_key_daemon.serve import Outcome, Server, comm_of
+from request_key_daemon.serve import WORKER_PREFIX, Outcome, Server, comm_of
 from request_key_daemon.wakeup import Wakeup
 
 log = logging.getLogger("request-key-daemon")
@@ -53,7 +54,6 @@ class Daemon:
         self.ns_mask = ns_mask
         self.policy_path = policy_path
         self.on_outcome = on_outcome
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="serve")
         self.in_flight: set[int] = set()
         self.lock = threading.Lock()
         self.counts = {"served": 0, "instantiated": 0, "negated": 0, "rejected": 0, "gone": 0}
@@ -61,6 +61,8 @@ class Daemon:
         self.wakeup = Wakeup()
         self._stopping = False
         self.queue = self._find_or_make_queue()
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=WORKER_PREFIX,
+                                       initializer=self._worker_session)
         self.watch = WatchQueue()
         self.watch.watch(self.queue.serial, WATCH_ID)
         for key_type in self.types:
@@ -71,6 +73,17 @@ class Daemon:
                     raise
         log.info("serving container %d: types %s, ns mask %#x, queue keyring %d",
                  self.container_id, ",".join(self.types), ns_mask, self.queue.serial)
+
+    def _worker_session(self) -> None:
+        """Each worker thread joins a session keyring of its own holding only
+        the queue keyring (a session belongs to a thread's credentials).
+        The auth keys stay reachable, so the worker can assume a request's
+        authority; and a ``%{type:desc}`` lookup, which searches the
+        caller's keyrings before the requester's, finds nothing of the
+        daemon's own keys, as keyutils' request-key, started in an empty
+        session, finds nothing of its own."""
+        session = Keyring.join_session()
+        self.queue.link(session)
 
     def _find_or_make_queue(self) -> Keyring:
         user = Keyring.special(USER, create=True)
@@ -125,7 +138,8 @@ class Daemon:
             try:
                 line = outcome.line()
             except Exception as err:   # the answer is given; say so even so
-                line = f"serial={outcome.serial} result={outcome.result} " \
+                line = f"serial={outcome.serial} " \
+                       f"desc='{printable(outcome.description)}' kind={outcome.kind} " \
                        f"(log line failed: {type(err).__name__})"
             log.info("%s", line)
             if self.on_outcome:

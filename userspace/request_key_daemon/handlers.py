@@ -26,7 +26,11 @@ and no Python code may run in a child between fork() and exec().
 from __future__ import annotations
 
 import importlib
+import os
+import select
 import subprocess
+import tempfile
+import time
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -38,6 +42,10 @@ MAX_PAYLOAD = 32 * 1024
 PIPE_TIMEOUT = 30.0
 ENTRY_POINT_GROUP = "kcont.request_key_handlers"
 EXEC_HELPER = Path(__file__).with_name("rk-exec")
+# What the kernel gives /sbin/request-key (call_sbin_request_key()): its
+# programs run with this environment, in /.
+PROGRAM_ENV = {"HOME": "/", "PATH": "/sbin:/bin:/usr/sbin:/usr/bin"}
+PROGRAM_CWD = "/"
 
 Handler = Callable[[Request, tuple[bytes, ...]], bytes]
 
@@ -93,7 +101,7 @@ def run_builtin(program: str | bytes, request: Request,
         payload = handler(request, tuple(to_bytes(arg) for arg in args))
     except HandlerError as err:
         raise HandlerError(str(err), program_failed=True) from None
-    except Exception as err:  # a handler's bug must not take the daemon down
+    except BaseException as err:  # a handler raising SystemExit must not end the daemon
         raise HandlerError(f"{name} raised {type(err).__name__}: {err}",
                            program_failed=True) from err
     if not isinstance(payload, bytes):
@@ -115,6 +123,32 @@ def _last_line(stderr: bytes) -> str:
     return f": {printable(lines[-1])}" if lines else ""
 
 
+def _read_bounded(proc: subprocess.Popen[bytes], callout: bytes, deadline: float) -> bytes:
+    """The pipe protocol's I/O, as keyutils' select() loop: the callout to
+    stdin, stdout until EOF but never more than MAX_PAYLOAD + 1 bytes (the
+    program is killed then), stderr kept for the reason line."""
+    assert proc.stdin and proc.stdout
+    try:
+        proc.stdin.write(callout)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    out = bytearray()
+    fd = proc.stdout.fileno()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, 0)
+        if not select.select([fd], [], [], left)[0]:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return bytes(out)
+        out += chunk
+        if len(out) > MAX_PAYLOAD:
+            return bytes(out)
+
+
 def run_pipe(program: str | bytes, argv: tuple[str | bytes, ...], callout: str | bytes,
              timeout: float = PIPE_TIMEOUT, target: int | None = None) -> bytes:
     """keyutils' ``|prog``: callout on stdin, payload on stdout, exit 0 or fail.
@@ -122,22 +156,33 @@ def run_pipe(program: str | bytes, argv: tuple[str | bytes, ...], callout: str |
     prog = to_bytes(program)
     args = tuple(to_bytes(arg) for arg in argv)
     command = helper_argv(target, prog, args) if target is not None else [prog, *args[1:]]
-    try:
-        proc = subprocess.run(command, executable=command[0], input=to_bytes(callout),
-                              capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise HandlerError(f"{printable(prog)}: no answer in {timeout:.0f}s") from None
-    except OSError as err:
-        raise HandlerError(f"{printable(prog)}: {err.strerror}", program_failed=True) from None
-    if proc.returncode != 0:
-        how = f"signal {-proc.returncode}" if proc.returncode < 0 else \
-            f"exit {proc.returncode}"
-        raise HandlerError(f"{printable(prog)}: {how}{_last_line(proc.stderr)}",
+    deadline = time.monotonic() + timeout
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(command, executable=command[0], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=errors, env=PROGRAM_ENV,
+                                    cwd=PROGRAM_CWD)
+        except OSError as err:
+            raise HandlerError(f"{printable(prog)}: {err.strerror}",
+                               program_failed=True) from None
+        with proc:
+            try:
+                payload = _read_bounded(proc, to_bytes(callout), deadline)
+                if len(payload) > MAX_PAYLOAD:
+                    proc.kill()
+                    raise HandlerError(f"{printable(prog)}: payload of more than "
+                                       f"{MAX_PAYLOAD} bytes")
+                returncode = proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise HandlerError(f"{printable(prog)}: no answer in {timeout:.0f}s") from None
+        errors.seek(0)
+        stderr = errors.read(4096)
+    if returncode != 0:
+        how = f"signal {-returncode}" if returncode < 0 else f"exit {returncode}"
+        raise HandlerError(f"{printable(prog)}: {how}{_last_line(stderr)}",
                            program_failed=True)
-    if len(proc.stdout) > MAX_PAYLOAD:
-        raise HandlerError(f"{printable(prog)}: payload of {len(proc.stdout)} bytes, "
-                           f"more than {MAX_PAYLOAD}")
-    return proc.stdout
+    return payload
 
 
 def run_exec(program: bytes, argv: tuple[bytes, ...], target: int,
@@ -145,16 +190,22 @@ def run_exec(program: bytes, argv: tuple[bytes, ...], target: int,
     """A plain program, as /sbin/request-key execs it (rk-exec does the key
     steps).  It answers the request itself, or leaves it for us to negate;
     returns how it ended if not with exit 0 (keyutils does not look at it:
-    a program that answered and then failed has still answered)."""
+    a program that answered and then failed has still answered).  Only its
+    exit is waited for, as the kernel waits for its helper: a child it
+    leaves running does not hold the request."""
     command = helper_argv(target, program, argv)
-    try:
-        proc = subprocess.run(command, executable=command[0], stdin=subprocess.DEVNULL,
-                              capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise HandlerError(f"{printable(program)}: no answer in {timeout:.0f}s") from None
-    except OSError as err:
-        raise HandlerError(f"{printable(program)}: {err.strerror}") from None
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.run(command, executable=command[0], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=errors, env=PROGRAM_ENV,
+                                  cwd=PROGRAM_CWD, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise HandlerError(f"{printable(program)}: no answer in {timeout:.0f}s") from None
+        except OSError as err:
+            raise HandlerError(f"{printable(program)}: {err.strerror}") from None
+        errors.seek(0)
+        stderr = errors.read(4096)
     if proc.returncode == 0:
         return None
     how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
-    return f"{printable(program)}: {how}{_last_line(proc.stderr)}"
+    return f"{printable(program)}: {how}{_last_line(stderr)}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,8 +33,9 @@ from request_key_daemon.policy import Decision, Inputs, PolicyEngine
 
 log = logging.getLogger("request-key-daemon")
 
-# How long a negated key answers later requests, as keyutils' negate line.
-NEGATE_TIMEOUT = 30
+# How long a key the daemon negates answers later requests: the kernel's
+# key_negative_timeout, what a request gets when /sbin/request-key fails.
+NEGATE_TIMEOUT = 60
 # Default deadline for one request: below the kernel's intercept timeout.
 DEFAULT_DEADLINE = 20.0
 
@@ -60,10 +62,16 @@ class Outcome:
         return "instantiated" if word == "answered" else word
 
     def line(self) -> str:
+        """One line, whatever the fields hold: every field is escaped
+        (conf.printable), so no description, comm, path or error text can
+        end the line or forge another field."""
+        def text(value: str) -> str:
+            return conf.printable(conf.to_bytes(value))
+
         return (f"serial={self.serial} type={conf.printable(self.key_type)} "
                 f"desc='{conf.printable(self.description)}' "
-                f"requester={self.requester} decision={self.decision} "
-                f"handler='{self.handler}' result={self.result} "
+                f"requester={text(self.requester)} decision='{text(self.decision)}' "
+                f"handler='{text(self.handler)}' result='{text(self.result)}' "
                 f"latency_ms={self.seconds * 1000:.1f}")
 
 
@@ -145,6 +153,14 @@ def keysub_in_requesters_keyrings(key_type: bytes, description: bytes) -> bytes:
 
 
 Done = Callable[[str, str, str], Outcome]
+
+
+def on_worker() -> bool:
+    """True on a worker thread (the daemon's pool), where blocking is allowed."""
+    return threading.current_thread().name.startswith(WORKER_PREFIX)
+
+
+WORKER_PREFIX = "serve"
 
 
 @dataclass
@@ -323,6 +339,11 @@ class Server:
                     "no matching line"
                 return done("allow", "-", f"negated ({what})")
             where, command, wildness = found
+            if b"%{" in command and not on_worker():
+                # A key lookup may wait for a key under construction: never
+                # on the thread that reads the queue.
+                return Handoff(request, done, where, lambda: self.serve_found(
+                    request, target, found, None, done, negating))
             program, argv, pipe = conf.expand(request, where, command,
                                               keysub_in_requesters_keyrings)
         except conf.ConfigError as err:
