@@ -20,11 +20,14 @@ say why.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import http.client
 import json
+import math
 import socket
 import ssl
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +39,13 @@ VERSION = "v1"
 DEFAULT_TIMEOUT = 10.0      # Kubernetes' default timeoutSeconds
 FAILURE_POLICIES = ("Fail", "Ignore")
 MAX_REPLY = 1 << 20
+
+
+def _plain(text: str, limit: int = 500) -> str:
+    """A webhook's text for a log line or a terminal: one line, no control
+    characters (an escape sequence could redraw what the user reads)."""
+    out = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text[:limit])
+    return out + ("..." if len(text) > limit else "")
 
 
 class WebhookError(Exception):
@@ -92,18 +102,45 @@ class Webhook:
     failure_policy: str = "Fail"
 
     def __post_init__(self) -> None:
+        """Every setting is checked here, so that a review itself can only
+        fail the ways a webhook can fail."""
         if self.failure_policy not in FAILURE_POLICIES:
             raise ValueError(f"failure policy must be Fail or Ignore, not {self.failure_policy!r}")
-        if not (self.url.startswith("https://") or self.url.startswith("unix:")):
+        if not math.isfinite(self.timeout) or not 0 < self.timeout <= 3600:
+            raise ValueError("webhook timeout must be a number of seconds in (0, 3600]")
+        if self.url.startswith("unix:"):
+            if self.ca_file is not None:
+                raise ValueError("a CA bundle is for https:// webhooks, not unix:")
+            if not self._unix_target()[0].startswith("/"):
+                raise ValueError(f"want unix:/ABSOLUTE/SOCKET:/PATH, not {self.url!r}")
+            return
+        if not self.url.startswith("https://"):
             raise ValueError(f"webhook URL must be https://HOST[:PORT]/PATH or "
                              f"unix:/SOCKET:/PATH, not {self.url!r}")
-        if self.timeout <= 0:
-            raise ValueError("webhook timeout must be positive")
+        try:
+            parts = urlsplit(self.url)
+            if not parts.hostname:
+                raise ValueError("no host")
+            parts.hostname.encode("idna")
+            _ = parts.port
+        except (ValueError, UnicodeError) as err:
+            raise ValueError(f"webhook URL {self.url!r}: {err}") from None
+        try:
+            _tls_context(self.ca_file)
+        except (OSError, ssl.SSLError) as err:
+            raise ValueError(f"CA bundle {self.ca_file}: {err}") from None
+
+    def _unix_target(self) -> tuple[str, str]:
+        """(socket path, request target) of a unix: URL; the target starts
+        at the last ':/', so a socket path may hold ':'."""
+        rest = self.url.removeprefix("unix:")
+        path, sep, target = rest.rpartition(":/")
+        return (path, "/" + target) if sep else (rest, "/")
 
     def _connection(self) -> tuple[http.client.HTTPConnection, str]:
         if self.url.startswith("unix:"):
-            path, _, target = self.url.removeprefix("unix:").partition(":")
-            return _UnixConnection(path, self.timeout), target or "/"
+            path, target = self._unix_target()
+            return _UnixConnection(path, self.timeout), target
         parts = urlsplit(self.url)
         context = _tls_context(self.ca_file)
         connection = http.client.HTTPSConnection(parts.hostname or "", parts.port or 443,
@@ -111,28 +148,51 @@ class Webhook:
         return connection, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
     def post(self, review: dict[str, Any]) -> dict[str, Any]:
-        """POST ``review``; the decoded reply.  Raises WebhookError."""
+        """POST ``review``; the decoded reply.  Raises WebhookError.
+
+        ``timeout`` bounds the whole exchange, not each socket operation: a
+        webhook that drips its reply a byte at a time is cut off at the
+        deadline (a timer shuts the socket down under the blocked read)."""
         connection, target = self._connection()
         body = json.dumps(review).encode()
+        expired = threading.Event()
+        held: list[socket.socket] = []   # the socket, which the reply outlives
+
+        def cut_off() -> None:
+            expired.set()
+            for sock in held:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        timer = threading.Timer(self.timeout, cut_off)
+        timer.daemon = True
+        timer.start()
         try:
+            connection.connect()
+            held.append(connection.sock)
+            if expired.is_set():
+                raise TimeoutError
             connection.request("POST", target, body=body,
                                headers={"Content-Type": "application/json",
                                         "Accept": "application/json"})
             reply = connection.getresponse()
             data = reply.read(MAX_REPLY + 1)
         except (OSError, http.client.HTTPException) as err:
-            what = "timed out" if isinstance(err, TimeoutError | socket.timeout) else \
-                f"{type(err).__name__}: {err}"
+            what = "timed out" if expired.is_set() or isinstance(
+                err, TimeoutError | socket.timeout) else f"{type(err).__name__}: {err}"
             raise WebhookError(f"{self.url}: {what}") from None
         finally:
+            timer.cancel()
             connection.close()
+        if expired.is_set():
+            raise WebhookError(f"{self.url}: timed out")
         if reply.status != 200:
             raise WebhookError(f"{self.url}: HTTP {reply.status} {reply.reason}")
         if len(data) > MAX_REPLY:
             raise WebhookError(f"{self.url}: reply larger than {MAX_REPLY} bytes")
         try:
             answer = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise WebhookError(f"{self.url}: reply is not JSON") from None
         if not isinstance(answer, dict):
             raise WebhookError(f"{self.url}: reply is not an AdmissionReview")
@@ -140,13 +200,16 @@ class Webhook:
 
     def review(self, kind: str, resource: str, operation: str, name: str,
                obj: dict[str, Any], uid: int, gid: int) -> Verdict:
-        """Ask the webhook about ``obj``; never raises."""
+        """Ask the webhook about ``obj``; never raises: whatever goes wrong
+        is decided by the failure policy, and said."""
         request = review_request(kind, resource, operation, name, obj, uid, gid)
         try:
             return parse_response(self.post(request), request["request"]["uid"], self.url)
-        except WebhookError as err:
+        except Exception as err:   # every failure of a review is the failure policy's
+            why = str(err) if isinstance(err, WebhookError) else \
+                f"{self.url}: {type(err).__name__}: {err}"
             return Verdict(self.failure_policy == "Ignore",
-                           f"{err} (failurePolicy {self.failure_policy})", failed=True)
+                           f"{_plain(why)} (failurePolicy {self.failure_policy})", failed=True)
 
 
 def review_request(kind: str, resource: str, operation: str, name: str,
@@ -183,7 +246,7 @@ def parse_response(answer: dict[str, Any], uid: str, url: str) -> Verdict:
             or not isinstance(response, dict):
         raise WebhookError(f"{url}: reply is not an {API_VERSION} AdmissionReview")
     if response.get("uid") != uid:
-        raise WebhookError(f"{url}: reply answers request {response.get('uid')!r}, not ours")
+        raise WebhookError(f"{url}: reply answers another request, not ours ({uid})")
     allowed = response.get("allowed")
     if not isinstance(allowed, bool):
         raise WebhookError(f"{url}: response.allowed is not a boolean")
@@ -191,7 +254,7 @@ def parse_response(answer: dict[str, Any], uid: str, url: str) -> Verdict:
     message = status.get("message") if isinstance(status, dict) else None
     if not isinstance(message, str) or not message:
         message = "allowed" if allowed else "denied (no message)"
-    return Verdict(allowed, message.replace("\n", " ")[:500])
+    return Verdict(allowed, _plain(message))
 
 
 def add_webhook_arguments(group: argparse._ArgumentGroup) -> None:

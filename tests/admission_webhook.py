@@ -17,6 +17,9 @@ server plays every webhook a test needs:
 | ``/not-bool`` | ``allowed: "yes"`` |
 | ``/wrong-uid`` | an AdmissionReview answering another request |
 | ``/error`` | HTTP 500 |
+| ``/drip`` | a reply dripped a byte every 0.3 s (each read succeeds) |
+| ``/nested`` | 200000 nested JSON arrays |
+| ``/ansi`` | denied, with terminal escape sequences in the message |
 
 Every review received is kept in ``reviews`` for the test to read.
 """
@@ -99,6 +102,18 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/malformed":
             self._reply(200, b"this is not json")
             return
+        if path == "/nested":
+            self._reply(200, b"[" * 200000 + b"]" * 200000)
+            return
+        if path == "/drip":
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            for _ in range(100):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.3)
+            return
         if path == "/slow":
             time.sleep(SLOW_SECONDS)
         answer = _answer(review, path != "/deny", "denied by the test webhook"
@@ -112,6 +127,8 @@ class _Handler(BaseHTTPRequestHandler):
             denied = request["name"] == path.removeprefix("/deny-name/")
             answer = _answer(review, not denied, f"container {request['name']} is refused"
                              if denied else "allowed by the test webhook")
+        elif path == "/ansi":
+            answer = _answer(review, False, "no\r\x1b[1A\x1b[2Kallowed by the webhook")
         elif path == "/not-bool":
             answer["response"]["allowed"] = "yes"
         elif path == "/wrong-uid":

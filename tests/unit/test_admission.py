@@ -66,6 +66,8 @@ def test_an_unknown_ca_is_a_failure_not_an_answer(https: WebhookServer) -> None:
     ("/not-bool", "not a boolean"),
     ("/wrong-uid", "not ours"),
     ("/error", "HTTP 500"),
+    ("/drip", "timed out"),
+    ("/nested", "not JSON"),
 ])
 @pytest.mark.parametrize("policy", ["Fail", "Ignore"])
 def test_a_broken_webhook_is_decided_by_the_failure_policy(
@@ -96,3 +98,52 @@ def test_nobody_listening_is_a_failure(tmp_path: Path) -> None:
 def test_bad_settings_are_refused(url: str, policy: str, timeout: float) -> None:
     with pytest.raises(ValueError):
         Webhook(url, None, timeout, policy)
+
+
+def test_the_timeout_bounds_the_whole_review(https: WebhookServer,
+                                            certificates: Certificates) -> None:
+    """A reply dripped a byte at a time never trips a per-read timeout; the
+    review is cut off at the timeout all the same."""
+    import time
+
+    start = time.monotonic()
+    verdict = review(Webhook(https.url("/drip"), str(certificates.ca), timeout=1.0))
+    assert verdict.failed and "timed out" in verdict.message
+    assert time.monotonic() - start < 3.0
+
+
+def test_a_certificate_for_another_name_is_refused(https: WebhookServer,
+                                                   certificates: Certificates) -> None:
+    """The certificate names 127.0.0.1; asked as localhost, TLS refuses it."""
+    url = https.url("/allow").replace("127.0.0.1", "localhost")
+    verdict = review(Webhook(url, str(certificates.ca), timeout=2.0))
+    assert verdict.failed and not verdict.allowed
+    assert "CERTIFICATE_VERIFY_FAILED" in verdict.message or "mismatch" in verdict.message
+
+
+def test_a_message_cannot_redraw_the_terminal(https: WebhookServer,
+                                              certificates: Certificates) -> None:
+    verdict = review(Webhook(https.url("/ansi"), str(certificates.ca)))
+    assert not verdict.allowed and "\x1b" not in verdict.message and "\r" not in verdict.message
+    assert verdict.message == "no\\x0d\\x1b[1A\\x1b[2Kallowed by the webhook"
+
+
+def test_a_socket_path_may_hold_a_colon(tmp_path: Path) -> None:
+    directory = tmp_path / "a:b"
+    directory.mkdir()
+    with WebhookServer(unix_path=directory / "hook.sock") as server:
+        assert review(Webhook(server.url("/deny"))).message == "denied by the test webhook"
+
+
+@pytest.mark.parametrize(("url", "ca", "timeout", "message"), [
+    ("https://127.0.0.1:99999/", None, 1.0, "Port out of range"),
+    ("https://127.0.0.1/", "/nonexistent/ca.pem", 1.0, "CA bundle"),
+    ("https://127.0.0.1/", None, float("nan"), "timeout"),
+    ("https://127.0.0.1/", None, float("inf"), "timeout"),
+    ("unix:relative.sock:/x", None, 1.0, "ABSOLUTE"),
+    ("unix:/run/hook.sock:/x", "/etc/ssl/certs/ca-certificates.crt", 1.0, "CA bundle is for"),
+])
+def test_settings_that_could_only_fail_later_are_refused_now(
+        url: str, ca: str | None, timeout: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Webhook(url, ca, timeout)

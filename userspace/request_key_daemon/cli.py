@@ -80,6 +80,7 @@ def setup_logging(syslog: str | None) -> None:
 
 
 def check_policy(policy_file: Path, inputs_file: Path) -> int:
+    from request_key_daemon.conf import printable
     from request_key_daemon.policy import PolicyError, load_policy, replay
 
     try:
@@ -95,8 +96,11 @@ def check_policy(policy_file: Path, inputs_file: Path) -> int:
         mark = "" if now.allowed == before.allowed else "  (was " + \
             ("allow" if before.allowed else "deny") + ")"
         changed += bool(mark)
-        print(f"{verdict:5s} {inputs.op} {inputs.type}:{inputs.description} uid={inputs.uid} "
-              f"comm={inputs.comm} container={inputs.container_id}: {now.reason}{mark}")
+        fields = (inputs.op, inputs.type, inputs.description, inputs.comm, now.reason)
+        op, key_type, desc, comm, reason = (printable(field.encode("utf-8", "surrogateescape"))
+                                            for field in fields)
+        print(f"{verdict:5s} {op} {key_type}:{desc} uid={inputs.uid} comm={comm} "
+              f"container={inputs.container_id}: {reason}{mark}")
     print(f"{len(results)} decisions replayed, {changed} differ")
     return 1 if changed else 0
 
@@ -107,6 +111,7 @@ def explain(opts: argparse.Namespace) -> int:
     from request_key_daemon.policy import Policy, PolicyError, load_policy
 
     try:
+        own_session()
         policy = load_policy(opts.policy) if opts.policy else Policy.allow_all()
     except PolicyError as err:
         print(f"request-key-daemon: {err}", file=sys.stderr)
@@ -114,6 +119,19 @@ def explain(opts: argparse.Namespace) -> int:
     op, key_type, desc, callout = (os.fsencode(arg) for arg in opts.explain)
     return run_explain(ExplainArgs(op, key_type, desc, callout, opts.config_dir, policy,
                                    uid=opts.uid, gid=opts.gid, comm=opts.comm))
+
+
+def own_session() -> None:
+    """Leave the session keyring inherited from the container's init for a
+    new one that holds only the daemon's user keyring (where its queue
+    is): a ``%{type:desc}`` lookup searches the daemon's keyrings before
+    the requester's, and must not find the init's keys there.  Done before
+    any thread starts: a session belongs to a thread's credentials, and
+    threads inherit the one they start with."""
+    from kcont.keys import USER, Keyring
+
+    session = Keyring.join_session()
+    Keyring.special(USER, create=True).link(session)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,12 +152,19 @@ def main(argv: list[str] | None = None) -> int:
     from request_key_daemon.serve import Server
 
     try:
+        own_session()
         policy = load_policy(opts.policy) if opts.policy else Policy.allow_all()
         mask = upcalls.ns_mask([k for k in opts.pin.split(",") if k])
         server = Server(opts.config_dir, policy, opts.deadline, decisions=opts.policy_debug,
                         webhook=webhook_from(opts))
         daemon = Daemon(opts.container_fd, server, types=opts.types or ["*"], ns_mask=mask,
                         workers=opts.workers, policy_path=opts.policy)
+        # The container's name, for policies that name it (TOML container =,
+        # Rego input.container.name).
+        from kcont.container import fdinfo
+        from kcont.proc import unescape
+
+        server.container_name = unescape(fdinfo(opts.container_fd).get("name", ""))
     except (OSError, PolicyError, ValueError) as err:
         print(f"request-key-daemon: {err}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import select
 import signal
 import threading
@@ -29,7 +30,7 @@ from kcont.container import fdinfo
 from kcont.keys import USER, Key, Keyring
 from kcont.watch import KeyChange, KeyEvent, WatchQueue
 from request_key_daemon.conf import printable
-from request_key_daemon.policy import PolicyError, load_policy
+from request_key_daemon.policy import load_policy
 from request_key_daemon.serve import WORKER_PREFIX, Outcome, Server, comm_of
 from request_key_daemon.wakeup import Wakeup
 
@@ -61,8 +62,7 @@ class Daemon:
         self.wakeup = Wakeup()
         self._stopping = False
         self.queue = self._find_or_make_queue()
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=WORKER_PREFIX,
-                                       initializer=self._worker_session)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=WORKER_PREFIX)
         self.watch = WatchQueue()
         self.watch.watch(self.queue.serial, WATCH_ID)
         for key_type in self.types:
@@ -73,17 +73,6 @@ class Daemon:
                     raise
         log.info("serving container %d: types %s, ns mask %#x, queue keyring %d",
                  self.container_id, ",".join(self.types), ns_mask, self.queue.serial)
-
-    def _worker_session(self) -> None:
-        """Each worker thread joins a session keyring of its own holding only
-        the queue keyring (a session belongs to a thread's credentials).
-        The auth keys stay reachable, so the worker can assume a request's
-        authority; and a ``%{type:desc}`` lookup, which searches the
-        caller's keyrings before the requester's, finds nothing of the
-        daemon's own keys, as keyutils' request-key, started in an empty
-        session, finds nothing of its own."""
-        session = Keyring.join_session()
-        self.queue.link(session)
 
     def _find_or_make_queue(self) -> Keyring:
         user = Keyring.special(USER, create=True)
@@ -110,7 +99,11 @@ class Daemon:
         if isinstance(step, Outcome):
             self._done(auth, step)
             return
-        future = self.pool.submit(step.finish)
+        try:
+            future = self.pool.submit(step.finish)
+        except Exception as err:   # the pool is shut down or broken: end it here
+            self._done(auth, self.server.abandon(auth, err))
+            return
         future.add_done_callback(lambda f, a=auth: self._finished(a, f))
 
     def _finished(self, auth: int, future: Future[Outcome]) -> None:
@@ -164,8 +157,9 @@ class Daemon:
             return None
         try:
             self.server.policy = load_policy(self.policy_path)
-        except PolicyError as err:
-            log.error("reload refused, keeping the current policy: %s", err)
+        except Exception as err:   # a bad file must never end the daemon
+            log.error("reload refused, keeping the current policy: %s",
+                      printable(str(err).encode("utf-8", "surrogateescape")))
             return str(err)
         log.info("policy reloaded from %s", self.policy_path)
         return None
@@ -193,17 +187,21 @@ class Daemon:
                 raise ValueError(error)
             return {"policy": self.server.policy.source}
         # set-policy: the current policy decides whether it may be replaced.
-        pid, uid, _ = who
-        decision = self.server.policy.check_update(request["path"], uid, comm_of(pid),
+        # The policy decides on the resolved path: "..", symlinks and a
+        # relative path cannot slip past a pattern on the directory.
+        pid, uid, gid = who
+        path = os.path.realpath(request["path"])
+        shown = printable(os.fsencode(path))
+        decision = self.server.policy.check_update(path, uid, comm_of(pid),
                                                    self.container_id,
-                                                   self.server.container_name)
+                                                   self.server.container_name, gid)
         if not decision.allowed:
-            log.warning("set-policy %s by uid %d refused: %s", request["path"], uid,
-                        decision.reason)
+            log.warning("set-policy %s by uid %d refused: %s", shown, uid,
+                        printable(decision.reason.encode("utf-8", "surrogateescape")))
             raise PermissionError(f"refused by the current policy: {decision.reason}")
-        new = load_policy(Path(request["path"]))
-        self.server.policy, self.policy_path = new, Path(request["path"])
-        log.info("policy set to %s by uid %d", new.source, uid)
+        new = load_policy(Path(path))
+        self.server.policy, self.policy_path = new, Path(path)
+        log.info("policy set to %s by uid %d", shown, uid)
         return {"policy": new.source}
 
     def stop(self) -> None:

@@ -81,7 +81,8 @@ def explain(args: ExplainArgs, out: Callable[[str], None] = print,
     inputs = Inputs(args.op.decode("utf-8", "surrogateescape"),
                     args.key_type.decode("utf-8", "surrogateescape"),
                     args.description.decode("utf-8", "surrogateescape"), args.uid, args.comm,
-                    0, args.container, args.gid, found[0] if found else "",
+                    0, args.container, args.gid,
+                    conf.printable(conf.to_bytes(found[0])) if found else "",
                     conf.printable(found[1]) if found else "")
     decision = args.policy.decide(inputs)
     out(f"policy ({args.policy.source}): {'allow' if decision.allowed else 'deny'}: "

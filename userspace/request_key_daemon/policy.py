@@ -152,7 +152,7 @@ class PolicyEngine(Protocol):
     def decide(self, inputs: Inputs) -> Decision: ...
 
     def check_update(self, new_source: str, uid: int, comm: str, container_id: int,
-                     container_name: str) -> Decision: ...
+                     container_name: str, gid: int = 0) -> Decision: ...
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ class Policy:
     def load(cls, path: Path) -> Policy:
         try:
             data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as err:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
             raise PolicyError(f"{path}: {err}") from None
         return cls.from_dict(data, str(path))
 
@@ -185,8 +185,10 @@ class Policy:
         default = data.get("default", "deny")
         if default not in ACTIONS:
             raise PolicyError(f"{source}: default must be allow or deny, not {default!r}")
-        rules = tuple(_rule(raw, f"{source}: rule {i + 1}")
-                      for i, raw in enumerate(data.get("rule", [])))
+        raw_rules = data.get("rule", [])
+        if not isinstance(raw_rules, list):
+            raise PolicyError(f"{source}: rule must be an array of tables ([[rule]])")
+        rules = tuple(_rule(raw, f"{source}: rule {i + 1}") for i, raw in enumerate(raw_rules))
         return cls(default == "allow", rules, source)
 
     def decide(self, inputs: Inputs) -> Decision:
@@ -197,10 +199,10 @@ class Policy:
         return Decision(self.default_allow, None, f"no rule matched: default {word}")
 
     def check_update(self, new_source: str, uid: int, comm: str, container_id: int,
-                     container_name: str) -> Decision:
+                     container_name: str, gid: int = 0) -> Decision:
         """May ``uid`` replace this policy with the one at ``new_source``?"""
         return self.decide(Inputs(POLICY_UPDATE_OP, POLICY_UPDATE_TYPE, new_source, uid,
-                                  comm, container_id, container_name))
+                                  comm, container_id, container_name, gid))
 
 
 def _rule(raw: Any, where: str) -> Rule:

@@ -22,6 +22,7 @@ boundary turns into a negated request and a log line.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +70,8 @@ class RegoPolicy:
         except ImportError:
             raise PolicyError(f"{source}: Rego policies need regopy "
                               "(pip install 'kcont[rego]')") from None
-        if f"package {PACKAGE}" not in text:
+        if not re.search(rf"^[ \t]*package[ \t]+{re.escape(PACKAGE)}[ \t]*(#.*)?$", text,
+                         re.MULTILINE):
             raise PolicyError(f"{source}: want `package {PACKAGE}`")
         compiler = regopy.Interpreter()
         try:
@@ -110,7 +112,7 @@ class RegoPolicy:
         return Decision(allow, None, reason)
 
     def check_update(self, new_source: str, uid: int, comm: str, container_id: int,
-                     container_name: str) -> Decision:
+                     container_name: str, gid: int = 0) -> Decision:
         """May ``uid`` replace this policy with the one at ``new_source``?"""
         return self.decide(Inputs(POLICY_UPDATE_OP, POLICY_UPDATE_TYPE, new_source, uid,
-                                  comm, container_id, container_name))
+                                  comm, container_id, container_name, gid))

@@ -291,7 +291,8 @@ class Server:
         inputs = Inputs(query.operation, key_type.decode("utf-8", "surrogateescape"),
                         description.decode("utf-8", "surrogateescape"), query.fsuid, comm,
                         query.container_id, self.container_name, query.fsgid,
-                        found[0] if found else "", conf.printable(found[1]) if found else "")
+                        conf.printable(conf.to_bytes(found[0])) if found else "",
+                        conf.printable(found[1]) if found else "")
         decision = self.policy.decide(inputs)
         self._record(inputs, decision)
         if not decision.allowed:
@@ -306,7 +307,14 @@ class Server:
                 if not verdict.allowed:
                     reject(target, errno.EKEYREJECTED, NEGATE_TIMEOUT)
                     return done(f"deny ({verdict.line()})", "-", "rejected")
-                return self.serve_found(request, target, found, config_error, done, False)
+
+                def reviewed(decision: str, handler: str, result: str) -> Outcome:
+                    # the log line says who allowed it: the webhook, or its
+                    # failure policy
+                    said = f"allow ({verdict.line()})" if decision == "allow" else decision
+                    return done(said, handler, result)
+
+                return self.serve_found(request, target, found, config_error, reviewed, False)
             return Handoff(request, done, "-", review)
         return self.serve_found(request, target, found, config_error, done, negating=False)
 
