@@ -117,19 +117,29 @@ def test_webhook_reviews_each_upcall(tmp_path: Path, webhook: WebhookServer,
     assert kinds[-2:] == ["dns_resolver", "user"]
 
 
-def test_a_dead_webhook_fails_closed_and_the_daemon_keeps_serving(
-        tmp_path: Path, webhook: WebhookServer, certificates: Certificates) -> None:
+@pytest.mark.parametrize(("policy", "served"), [("Fail", False), ("Ignore", True)])
+def test_a_dead_webhook_is_decided_by_the_failure_policy(
+        tmp_path: Path, webhook: WebhookServer, certificates: Certificates, policy: str,
+        served: bool) -> None:
+    """A webhook that closes the connection: Fail rejects every request,
+    Ignore serves every one, and each log line says the failure policy
+    decided; the daemon serves request after request either way."""
     box, agent, daemon = _daemon(
         tmp_path, "--admission-webhook", webhook.url("/crash"),
-        "--admission-ca", str(certificates.ca), "--admission-timeout", "2")
+        "--admission-ca", str(certificates.ca), "--admission-timeout", "2",
+        "--admission-failure-policy", policy)
     try:
-        first = agent.request("dns_resolver", f"{unique('dead')}.example", callout="").result()
-        second = agent.request("dns_resolver", f"{unique('dead')}.example",
-                               callout="").result()
+        results = [agent.request("dns_resolver", f"{unique('dead')}.example",
+                                 callout="").result() for _ in range(3)]
     finally:
         log = _stop(box, agent, daemon)
-    assert first.get("errno") == second.get("errno") == errno.EKEYREJECTED, (first, log)
-    assert "denied by the failure policy" in log and "failurePolicy Fail" in log
+    if served:
+        assert [r.get("payload") for r in results] == ["served"] * 3, (results, log)
+        assert log.count("allowed by the failure policy") == 3, log
+    else:
+        assert [r.get("errno") for r in results] == [errno.EKEYREJECTED] * 3, (results, log)
+        assert log.count("denied by the failure policy") == 3, log
+    assert log.count(f"failurePolicy {policy}") == 3, log
 
 
 def test_webhook_refuses_a_container(webhook: WebhookServer,
