@@ -188,9 +188,10 @@ def run_pipe(program: str | bytes, argv: tuple[str | bytes, ...], callout: str |
 def run_exec(program: bytes, argv: tuple[bytes, ...], target: int,
              timeout: float) -> str | None:
     """A plain program, as /sbin/request-key execs it (rk-exec does the key
-    steps).  It answers the request itself, or leaves it for us to negate;
-    returns how it ended if not with exit 0 (keyutils does not look at it:
-    a program that answered and then failed has still answered).  Only its
+    steps), with ``argv`` whole (``argv[0]`` included).  It answers the
+    request itself, or leaves it for us to negate; returns how it ended if
+    not with exit 0 (keyutils does not look at it: a program that answered
+    and then failed has still answered).  Only its
     exit is waited for, as the kernel waits for its helper: a child it
     leaves running does not hold the request."""
     command = helper_argv(target, program, argv)

@@ -383,7 +383,7 @@ class Server:
                 instantiate(target, handlers.run_pipe(action.program, action.argv,
                                                       request.callout, self.deadline, target))
                 return done("allow", action.where, "instantiated")
-            status = handlers.run_exec(action.program, action.argv[1:], target,
+            status = handlers.run_exec(action.program, action.argv, target,
                                        self.deadline)
         except handlers.HandlerError as err:
             if not err.program_failed or negating:
