@@ -35,7 +35,7 @@ REGO = textwrap.dedent("""\
 
     reason := "user keys are not made in this container" if input.key.type == "user"
     """)
-CONFIG = "create * * * @static served\n"
+CONFIG = "create * * * @static 10.9.8.7\n"   # a dns_resolver payload too
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_rego_policy_denies_one_key_type_and_replays(tmp_path: Path) -> None:
         user = agent.request("user", unique("rego-user")).result()
     finally:
         log = _stop(box, agent, daemon)
-    assert dns.get("payload") == "served", (dns, log)
+    assert dns.get("payload") == "10.9.8.7", (dns, log)
     assert user.get("errno") == errno.EKEYREJECTED, (user, log)
     assert "decision='deny (user keys are not made in this container)'" in log
     replayed = subprocess.run([sys.executable, "-m", "request_key_daemon.cli",
@@ -109,7 +109,7 @@ def test_webhook_reviews_each_upcall(tmp_path: Path, webhook: WebhookServer,
         user = agent.request("user", unique("wh-user")).result()
     finally:
         log = _stop(box, agent, daemon)
-    assert dns.get("payload") == "served", (dns, log)
+    assert dns.get("payload") == "10.9.8.7", (dns, log)
     assert user.get("errno") == errno.EKEYREJECTED, (user, log)
     assert "deny (denied by the webhook: key type user is not allowed)" in log, log
     kinds = [review["request"]["object"]["spec"]["key"]["type"]
@@ -134,7 +134,7 @@ def test_a_dead_webhook_is_decided_by_the_failure_policy(
     finally:
         log = _stop(box, agent, daemon)
     if served:
-        assert [r.get("payload") for r in results] == ["served"] * 3, (results, log)
+        assert [r.get("payload") for r in results] == ["10.9.8.7"] * 3, (results, log)
         assert log.count("allowed by the failure policy") == 3, log
     else:
         assert [r.get("errno") for r in results] == [errno.EKEYREJECTED] * 3, (results, log)

@@ -176,7 +176,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with sysctl("kernel.keys.intercept_timeout", str(INTERCEPT_TIMEOUT)):
         box = Container("kcont-rkd-boundary", trusted=False)
         agent = Agent(box)
-        server = serve.Server(confdir, Policy.from_dict(POLICY, "test policy"), deadline=10)
+        server = serve.Server(confdir, Policy.from_dict(POLICY, "test policy"), deadline=25)
         daemon = Daemon(box.fd, server, types=("user",), workers=8)
         thread = threading.Thread(target=daemon.run, name="daemon", daemon=True)
         thread.start()
@@ -274,10 +274,10 @@ def test_bytes_reach_the_program_unchanged(served: Served) -> None:
 
 
 def test_programs_from_many_threads_at_once(served: Served) -> None:
-    """32 requests at once, each an exec'd and a piped program, served by 8
+    """24 requests at once, each an exec'd and a piped program, served by 8
     workers starting programs concurrently (rk-exec, no preexec_fn)."""
     for kind in ("exec", "pipe"):
-        descs = [f"kcont-fi-{kind}:many-{i}" for i in range(32)]
+        descs = [f"kcont-fi-{kind}:many-{i}" for i in range(24)]
         results = served.agent.request("user", descs, callout="the-callout").results(
             timeout=120)
         assert sorted(r["desc"] for r in results) == sorted(descs)

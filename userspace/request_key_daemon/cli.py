@@ -111,7 +111,6 @@ def explain(opts: argparse.Namespace) -> int:
     from request_key_daemon.policy import Policy, PolicyError, load_policy
 
     try:
-        own_session()
         policy = load_policy(opts.policy) if opts.policy else Policy.allow_all()
     except PolicyError as err:
         print(f"request-key-daemon: {err}", file=sys.stderr)
@@ -119,19 +118,6 @@ def explain(opts: argparse.Namespace) -> int:
     op, key_type, desc, callout = (os.fsencode(arg) for arg in opts.explain)
     return run_explain(ExplainArgs(op, key_type, desc, callout, opts.config_dir, policy,
                                    uid=opts.uid, gid=opts.gid, comm=opts.comm))
-
-
-def own_session() -> None:
-    """Leave the session keyring inherited from the container's init for a
-    new one that holds only the daemon's user keyring (where its queue
-    is): a ``%{type:desc}`` lookup searches the daemon's keyrings before
-    the requester's, and must not find the init's keys there.  Done before
-    any thread starts: a session belongs to a thread's credentials, and
-    threads inherit the one they start with."""
-    from kcont.keys import USER, Keyring
-
-    session = Keyring.join_session()
-    Keyring.special(USER, create=True).link(session)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,7 +138,6 @@ def main(argv: list[str] | None = None) -> int:
     from request_key_daemon.serve import Server
 
     try:
-        own_session()
         policy = load_policy(opts.policy) if opts.policy else Policy.allow_all()
         mask = upcalls.ns_mask([k for k in opts.pin.split(",") if k])
         server = Server(opts.config_dir, policy, opts.deadline, decisions=opts.policy_debug,
