@@ -31,11 +31,11 @@ REGO = textwrap.dedent("""\
 
     default allow := false
 
-    allow if input.key.type != "user"
+    allow if input.key.type != "logon"
 
-    reason := "user keys are not made in this container" if input.key.type == "user"
+    reason := "logon keys are not made in this container" if input.key.type == "logon"
     """)
-CONFIG = "create * * * @static 10.9.8.7\n"   # a dns_resolver payload too
+CONFIG = "create * * * @static 10.9.8.7\n"
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +83,13 @@ def test_rego_policy_denies_one_key_type_and_replays(tmp_path: Path) -> None:
     box, agent, daemon = _daemon(tmp_path, "--policy", str(policy),
                                  "--policy-debug", str(decisions))
     try:
-        dns = agent.request("dns_resolver", f"{unique('rego')}.example", callout="").result()
         user = agent.request("user", unique("rego-user")).result()
+        logon = agent.request("logon", f"kcont:{unique('rego-logon')}").result()
     finally:
         log = _stop(box, agent, daemon)
-    assert dns.get("payload") == "10.9.8.7", (dns, log)
-    assert user.get("errno") == errno.EKEYREJECTED, (user, log)
-    assert "decision='deny (user keys are not made in this container)'" in log
+    assert user.get("payload") == "10.9.8.7", (user, log)
+    assert logon.get("errno") == errno.EKEYREJECTED, (logon, log)
+    assert "decision='deny (logon keys are not made in this container)'" in log
     replayed = subprocess.run([sys.executable, "-m", "request_key_daemon.cli",
                                "--check-policy", str(policy), str(decisions)],
                               capture_output=True, text=True, check=False)
@@ -102,19 +102,20 @@ def test_webhook_reviews_each_upcall(tmp_path: Path, webhook: WebhookServer,
     """Denied by the webhook: rejected with its message; allowed: served;
     the webhook gets the same input document as the policy."""
     box, agent, daemon = _daemon(
-        tmp_path, "--admission-webhook", webhook.url("/deny-type/user"),
+        tmp_path, "--admission-webhook", webhook.url("/deny-type/logon"),
         "--admission-ca", str(certificates.ca), "--admission-timeout", "5")
     try:
-        dns = agent.request("dns_resolver", f"{unique('wh')}.example", callout="").result()
         user = agent.request("user", unique("wh-user")).result()
+        logon = agent.request("logon", f"kcont:{unique('wh-logon')}").result()
     finally:
         log = _stop(box, agent, daemon)
-    assert dns.get("payload") == "10.9.8.7", (dns, log)
-    assert user.get("errno") == errno.EKEYREJECTED, (user, log)
-    assert "deny (denied by the webhook: key type user is not allowed)" in log, log
+    assert user.get("payload") == "10.9.8.7", (user, log)
+    assert logon.get("errno") == errno.EKEYREJECTED, (logon, log)
+    assert "deny (denied by the webhook: key type logon is not allowed)" in log, log
+    assert "allow (allowed by the webhook: allowed by the test webhook)" in log, log
     kinds = [review["request"]["object"]["spec"]["key"]["type"]
-             for path, review in webhook.reviews if path == "/deny-type/user"]
-    assert kinds[-2:] == ["dns_resolver", "user"]
+             for path, review in webhook.reviews if path == "/deny-type/logon"]
+    assert kinds[-2:] == ["user", "logon"]
 
 
 @pytest.mark.parametrize(("policy", "served"), [("Fail", False), ("Ignore", True)])
@@ -129,8 +130,7 @@ def test_a_dead_webhook_is_decided_by_the_failure_policy(
         "--admission-ca", str(certificates.ca), "--admission-timeout", "2",
         "--admission-failure-policy", policy)
     try:
-        results = [agent.request("dns_resolver", f"{unique('dead')}.example",
-                                 callout="").result() for _ in range(3)]
+        results = [agent.request("user", unique("dead")).result() for _ in range(3)]
     finally:
         log = _stop(box, agent, daemon)
     if served:
