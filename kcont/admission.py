@@ -19,7 +19,6 @@ say why.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import http.client
@@ -255,24 +254,3 @@ def parse_response(answer: dict[str, Any], uid: str, url: str) -> Verdict:
     if not isinstance(message, str) or not message:
         message = "allowed" if allowed else "denied (no message)"
     return Verdict(allowed, _plain(message))
-
-
-def add_webhook_arguments(group: argparse._ArgumentGroup) -> None:
-    """The webhook options, as ``kcont run`` spells them too."""
-    group.add_argument("--admission-webhook", metavar="URL",
-                       help="validating webhook: https://HOST:PORT/PATH or unix:SOCKET:/PATH")
-    group.add_argument("--admission-ca", metavar="FILE",
-                       help="CA bundle that signed the webhook's certificate")
-    group.add_argument("--admission-timeout", type=float, default=10.0, metavar="SECONDS",
-                       help="how long to wait for the webhook (default 10)")
-    group.add_argument("--admission-failure-policy", choices=("Fail", "Ignore"),
-                       default="Fail", help="when the webhook cannot answer: deny (Fail, the "
-                                            "default) or allow (Ignore)")
-
-
-def webhook_from(opts: argparse.Namespace) -> Webhook | None:
-    """The Webhook the options name, or None; ValueError for a bad one."""
-    if not opts.admission_webhook:
-        return None
-    return Webhook(opts.admission_webhook, opts.admission_ca, opts.admission_timeout,
-                   opts.admission_failure_policy)

@@ -44,7 +44,7 @@ def make_parser() -> argparse.ArgumentParser:
                      help="the daemon's --config-dir (default: /etc as the container sees it)")
     run.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
                      help="extra argument for the daemon (repeat), e.g. --daemon-arg=--pin=uts")
-    from kcont.admission import add_webhook_arguments
+    from kcont.admission_args import add_webhook_arguments
 
     add_webhook_arguments(run.add_argument_group(
         "admission review of the container's creation (an AdmissionReview to a webhook)"))
@@ -97,7 +97,7 @@ def admission_denied(opts: argparse.Namespace, cmd: list[str]) -> str | None:
     """Ask the admission webhook, if one is given, about creating this
     container; the reason it is refused, or None.  The review carries the
     container as a kcont.dev/v1 Container object."""
-    from kcont.admission import webhook_from
+    from kcont.admission_args import webhook_from
 
     webhook = webhook_from(opts)
     if webhook is None:

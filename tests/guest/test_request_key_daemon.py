@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from agents import Agent, IgnoredSignal
-from upcall_fixtures import marked, marking_helper, unique
+from upcall_fixtures import marked, marking_helper, sysctl, unique
 
 from kcont.container import Container
 
@@ -153,22 +153,25 @@ def test_a_failing_handler_is_negated_and_the_daemon_keeps_serving(
 def test_kill_9_then_a_restart_serves_what_was_queued(tmp_path: Path) -> None:
     """Requests in flight when the daemon is SIGKILLed stay queued (the
     kernel's timeout bounds them); a new daemon finds the queue keyring by
-    name and serves them."""
-    box, agent, daemon, confdir = _faulty(tmp_path)
-    try:
-        pending = agent.request("user", ["kcont-slow:" + unique() for _ in range(3)],
-                                callout="queued")
-        pending.namespaces()
-        time.sleep(1.0)                       # the daemon has them in hand
-        agent.kill(daemon["pid"], signal.SIGKILL)
-        second = agent.start_daemon(box.fd, "--config-dir", str(confdir))
-        assert second["ready"], Path(second["log"]).read_text()
-        results = pending.results(timeout=60)
-        log = Path(second["log"]).read_text()
-        agent.kill(second["pid"], signal.SIGTERM)
-    finally:
-        agent.stop()
-        box.close()
+    name and serves them.  A restarted daemon takes seconds to start under
+    TCG, then runs each 4 s program: the kernel's 30 s default is too close,
+    so the timeout is 90 s here."""
+    with sysctl("kernel.keys.intercept_timeout", "90"):
+        box, agent, daemon, confdir = _faulty(tmp_path)
+        try:
+            pending = agent.request("user", ["kcont-slow:" + unique() for _ in range(3)],
+                                    callout="queued")
+            pending.namespaces()
+            time.sleep(1.0)                       # the daemon has them in hand
+            agent.kill(daemon["pid"], signal.SIGKILL)
+            second = agent.start_daemon(box.fd, "--config-dir", str(confdir))
+            assert second["ready"], Path(second["log"]).read_text()
+            results = pending.results(timeout=120)
+            log = Path(second["log"]).read_text()
+            agent.kill(second["pid"], signal.SIGTERM)
+        finally:
+            agent.stop()
+            box.close()
     assert [r.get("payload") for r in results] == ["queued"] * 3, (results, log)
     assert "serving 3 requests left in the queue" in log, log
 

@@ -33,7 +33,7 @@ from upcall_fixtures import host_request_key_conf, sysctl
 
 import kcont.upcalls
 from kcont.container import Container
-from kcont.keys import Key, request_key
+from kcont.keys import USER, Key, Keyring, request_key
 from request_key_daemon import conf, handlers, serve
 from request_key_daemon.daemon import Daemon
 from request_key_daemon.policy import Policy
@@ -173,6 +173,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     logger = logging.getLogger("request-key-daemon")
     logger.addHandler(log)
     logger.setLevel(logging.INFO)
+    # The daemon possesses its queue (in the user keyring) through its
+    # session; earlier tests leave this process in sessions of their own
+    # that do not link the user keyring, so give it one that does.
+    Keyring(USER).link(Keyring.join_session())
     with sysctl("kernel.keys.intercept_timeout", str(INTERCEPT_TIMEOUT)):
         box = Container("kcont-rkd-boundary", trusted=False)
         agent = Agent(box)

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from kcont.admission import add_webhook_arguments, webhook_from
+from kcont.admission_args import add_webhook_arguments, webhook_from
 
 EXAMPLES = """examples:
   request-key-daemon --container-fd 3              serve container fd 3, /etc config
