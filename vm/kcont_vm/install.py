@@ -29,6 +29,8 @@ APT_PACKAGES = (
     "keyutils", "libkeyutils-dev", "dpkg-dev", "lsb-release", "file",
     # checkpatch.pl runs scripts/spdxcheck.py, which needs ply and GitPython
     "python3-ply", "python3-git",
+    # the admission tests make a CA and a webhook certificate with openssl
+    "openssl",
     # the venv and the CFFI build
     "python3-venv", "python3-dev", "libffi-dev",
 )
