@@ -1,9 +1,10 @@
 """Admission policy: which upcalls the daemon may serve at all.
 
-The idea is Kata's agent policy (seed 002): the process that acts on a
-container's behalf checks every request against a policy before any
-handler runs, so a compromised or careless config file cannot make it
-serve what the operator never meant to allow.  Here the requests are
+The idea is Kata Containers' agent policy (its genpolicy and
+agent-policy docs): the process that acts on a container's behalf
+checks every request against a policy before any handler runs, so a
+compromised or careless config file cannot make it serve what the
+operator never meant to allow.  Here the requests are
 upcalls, and the inputs are what the kernel tells the daemon about one:
 op, key type, description, the requester's uid, the requester's comm and
 its container.
