@@ -1,0 +1,37 @@
+"""The argument parser every kcont command line uses.
+
+argparse's own ``error()`` prints the whole usage block and then the
+message; a kernel developer scripting these tools wants what coreutils
+gives: one line on stderr naming the program and what was wrong, and exit
+status 2.  Standard library only: ``kcont-vm setup`` imports it before the
+venv exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+EXIT_USAGE = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line and exit 2.
+
+    Subparsers made with ``add_subparsers(parser_class=OneLineParser)``
+    (the default here) report the same way, prefixed with their full
+    program name (``kcont run: ...``).
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def add_subparsers(self, **kwargs: object) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+        kwargs.setdefault("parser_class", type(self))
+        return super().add_subparsers(**kwargs)  # type: ignore[arg-type]
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
