@@ -12,7 +12,7 @@ import errno
 from dataclasses import dataclass, field
 from typing import Any
 
-from kcont.routing_model import NS_KINDS
+from kcont.namespaces import NS_KINDS
 
 KINDS = {1: "route", 2: "assume", 3: "end", 4: "complete", 5: "timeout", 6: "helper"}
 ROUTES = {0: "intercepted", 1: "helper", 2: "rejected"}

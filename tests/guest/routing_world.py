@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from agents import Agent
 from hypothesis import strategies as st
 
-from kcont import routing_model as model
 from kcont.container import Container, Flag, namespace_flags
 from kcont.keys import Keyring
+from kcont.testing import routing_model as model
 
 NEW_NS = ("uts", "ipc", "mnt", "net", "cgroup", "pid", "user")
 UNSHARABLE = ("uts", "ipc", "net", "mnt")

@@ -1,4 +1,4 @@
-"""The routing matrix: the kernel against kcont.routing_model, the oracle.
+"""The routing matrix: the kernel against kcont.testing.routing_model, the oracle.
 
 Hypothesis draws a tree of containers (nesting, new namespaces of every
 kind, trust flags, the default-trust sysctl), interception records on
@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from routing_world import Scenario, World, scenarios
 from upcall_fixtures import marked, marking_helper, serve, sysctl, unique, wait_queued
 
-from kcont import routing_model as model
 from kcont.keys import Keyring
+from kcont.testing import routing_model as model
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -8,7 +8,7 @@ removed; requests from any member of any container, unsharing namespaces;
 pending requests served (instantiated, negated, rejected), left to time
 out, or ended by revoking their queue keyring; container keyrings set;
 keys granted to containers and looked up by their members.  Each step is
-applied to the kernel and to kcont.routing_model plus the bookkeeping
+applied to the kernel and to kcont.testing.routing_model plus the bookkeeping
 below; every answer the kernel gives (errno, count, where a request went,
 what its requester got, what a member may read) must be the model's.  On
 a divergence hypothesis prints the shrunk sequence of steps as a script
@@ -54,9 +54,9 @@ from hypothesis.stateful import (
 from routing_world import NEW_NS, UNSHARABLE
 from upcall_fixtures import marked, marking_helper, serve, sysctl, unique, wait_queued
 
-from kcont import routing_model as model
 from kcont.container import Container, Flag, namespace_flags
 from kcont.keys import Key, Keyring
+from kcont.testing import routing_model as model
 from kcont.upcalls import Perm, set_container_keyring
 
 TYPES = ("user", "logon", "*")

@@ -33,10 +33,10 @@ from routing_world import Scenario, World, in_user_ns, scenarios
 from upcall_fixtures import fault_switch, marking_helper, sysctl, unique
 from upcall_probe import Snoop, Window
 
-from kcont import routing_model as model
 from kcont.container import Container, Flag
 from kcont.keys import Keyring
 from kcont.probes.events import NS_KINDS, Trail
+from kcont.testing import routing_model as model
 
 
 @pytest.fixture(scope="module", autouse=True)

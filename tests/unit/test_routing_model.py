@@ -9,7 +9,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kcont.routing_model import (
+from kcont.testing.routing_model import (
     NS_ALL,
     NS_BIT,
     NS_KINDS,

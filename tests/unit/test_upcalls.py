@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kcont import routing_model, upcalls
+from kcont import upcalls
+from kcont.testing import routing_model
 
 
 def test_model_bits_are_the_uapi_bits() -> None:

@@ -16,18 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-# Namespace kinds in KEY_INTERCEPT_NS_* bit order (0x01 .. 0x40).
-NS_KINDS = ("uts", "ipc", "mnt", "pid", "net", "cgroup", "user")
-NS_BIT = {kind: 1 << i for i, kind in enumerate(NS_KINDS)}
-NS_ALL = (1 << len(NS_KINDS)) - 1
+from kcont.namespaces import NS_ALL, NS_BIT, NS_KINDS, mask_kinds
+
+__all__ = ["NS_ALL", "NS_BIT", "NS_KINDS", "mask_kinds"]
+
 WILDCARD = "*"
 
 _sequence = itertools.count()
-
-
-def mask_kinds(mask: int) -> tuple[str, ...]:
-    """The kinds a mask pins, in bit order."""
-    return tuple(kind for kind in NS_KINDS if mask & NS_BIT[kind])
 
 
 def trust_at_creation(flag: bool | None, default_trusted: bool, parent_trusted: bool) -> bool:
