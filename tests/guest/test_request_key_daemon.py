@@ -85,6 +85,17 @@ def test_each_container_resolves_through_its_own_daemon(tmp_path: Path) -> None:
     assert "type=dns_resolver" in log_red and "type=dns_resolver" in log_blue
 
 
+@pytest.fixture(scope="module")
+def handler_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+        tuple[Container, Agent, dict]]:
+    """One container and daemon for every kind of handler: a start costs
+    seconds in the debug guest, and each kind is a separate request anyway.
+    The daemon must still exit 0 on SIGTERM after serving them all."""
+    started = _container("h", "10.3.0.3", tmp_path_factory.mktemp("handlers"))
+    yield started
+    _stop(*started)
+
+
 @pytest.mark.parametrize("prefix,expect", [
     ("kcont-rkd:", ("payload", "the-callout")),              # |pipe program
     ("kcont-st:", ("payload", "from-the-daemon")),           # built-in, no fork
@@ -92,15 +103,13 @@ def test_each_container_resolves_through_its_own_daemon(tmp_path: Path) -> None:
     ("kcont-neg:", ("errno", errno.ENOKEY)),                 # exec'd keyctl negate
     ("kcont-none:", ("errno", errno.ENOKEY)),                # no line matches
 ])
-def test_handlers(tmp_path: Path, prefix: str, expect: tuple[str, object]) -> None:
-    box, agent, daemon = _container("h", "10.3.0.3", tmp_path)
+def test_handlers(handler_daemon: tuple[Container, Agent, dict], prefix: str,
+                  expect: tuple[str, object]) -> None:
+    _, agent, daemon = handler_daemon
     desc = prefix + unique()
-    try:
-        result = agent.request("user", desc, callout="the-callout").result()
-    finally:
-        log = _stop(box, agent, daemon)
+    result = agent.request("user", desc, callout="the-callout").result()
     field, value = expect
-    assert result.get(field) == value, (result, log)
+    assert result.get(field) == value, (result, Path(daemon["log"]).read_text())
     assert desc not in marked()
 
 
@@ -130,6 +139,17 @@ def _faulty(tmp: Path, *daemon_args: str) -> tuple[Container, Agent, dict, Path]
     return box, agent, daemon, confdir
 
 
+@pytest.fixture(scope="module")
+def faulty_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+        tuple[Container, Agent, dict, Path]]:
+    """One daemon that every failing handler is thrown at in turn: each
+    test also checks it still serves after its failure, so the failures
+    accumulate on one daemon, as they would in a container's life."""
+    box, agent, daemon, confdir = _faulty(tmp_path_factory.mktemp("faulty"), "--deadline", "3")
+    yield box, agent, daemon, confdir
+    _stop(box, agent, daemon)
+
+
 @pytest.mark.parametrize("prefix,bound", [
     ("kcont-hang:", 15.0),     # killed at the daemon's --deadline (3 s here)
     ("kcont-crash:", 10.0),    # SIGSEGV
@@ -137,13 +157,11 @@ def _faulty(tmp: Path, *daemon_args: str) -> tuple[Container, Agent, dict, Path]
     ("kcont-bad:", 10.0),      # %Z: a configuration error on the matched line
 ])
 def test_a_failing_handler_is_negated_and_the_daemon_keeps_serving(
-        tmp_path: Path, prefix: str, bound: float) -> None:
-    box, agent, daemon, _ = _faulty(tmp_path, "--deadline", "3")
-    try:
-        failed = agent.request("user", prefix + unique()).result()
-        after = agent.request("user", "kcont-ok:" + unique()).result()
-    finally:
-        log = _stop(box, agent, daemon)
+        faulty_daemon: tuple[Container, Agent, dict, Path], prefix: str, bound: float) -> None:
+    _, agent, daemon, _ = faulty_daemon
+    failed = agent.request("user", prefix + unique()).result()
+    after = agent.request("user", "kcont-ok:" + unique()).result()
+    log = Path(daemon["log"]).read_text()
     assert failed.get("errno") == errno.ENOKEY and failed["elapsed"] < bound, (failed, log)
     assert after.get("payload") == "still-serving", (after, log)
     if prefix == "kcont-bad:":     # the error names the file and the line
