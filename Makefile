@@ -21,8 +21,10 @@ kernel: setup
 demo: kernel
 	$(KCONT_VM) demo
 
+# mypy --strict over kcont and request_key_daemon: [tool.mypy] in pyproject.toml
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 check: lint kernel
 	$(KCONT_VM) test

@@ -8,22 +8,27 @@ every number comes from the series, never from a copy kept here.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from cffi import FFI
 
+# cffi runs this file with exec(), outside any package: the per-header
+# modules beside it are imported by their bare names.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import container
-import keyctl
-import keyutils
-import watch_queue
+
+def _headers(*names: str) -> tuple[ModuleType, ...]:
+    """The per-header modules (INCLUDES, TYPES, FUNCTIONS, CUSTOMIZATIONS)."""
+    return tuple(importlib.import_module(name) for name in names)
+
 
 # Two extensions: keyutils.h and <linux/keyctl.h> define the same structs.
-MODULES = (container, keyutils, watch_queue)
-KEYCTL_MODULES = (keyctl,)
+MODULES = _headers("container", "keyutils", "watch_queue")
+KEYCTL_MODULES = _headers("keyctl")
 
 
 def uapi_headers() -> Path:
@@ -34,7 +39,7 @@ def uapi_headers() -> Path:
     return cache / "headers" / "include"
 
 
-def make_ffi(name: str, modules: tuple, libraries: list[str]) -> FFI:
+def make_ffi(name: str, modules: tuple[ModuleType, ...], libraries: list[str]) -> FFI:
     headers = uapi_headers()
     if not (headers / "linux" / "container.h").exists():
         raise SystemExit(f"kcont: {headers}/linux/container.h not found: build the kernel "

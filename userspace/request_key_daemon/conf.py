@@ -118,12 +118,13 @@ class ConfigError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Request:
     """What request-key is told about one upcall, as bytes, as on its argv.
 
     A str given for a field is taken as the bytes it encodes (UTF-8 with
-    surrogateescape), so callers holding text need not convert.
+    surrogateescape), so callers holding text need not convert; the
+    constructor is written out so that its types say so.
     """
 
     op: bytes
@@ -137,11 +138,15 @@ class Request:
     process_keyring: bytes = b"0"
     session_keyring: bytes = b"0"
 
-    def __post_init__(self) -> None:
-        for spec in fields(self):
-            value = getattr(self, spec.name)
-            if not isinstance(value, bytes):
-                object.__setattr__(self, spec.name, to_bytes(value))
+    def __init__(self, op: str | bytes, key_type: str | bytes, description: str | bytes,
+                 callout: str | bytes, key: str | bytes, uid: str | bytes = b"0",
+                 gid: str | bytes = b"0", thread_keyring: str | bytes = b"0",
+                 process_keyring: str | bytes = b"0",
+                 session_keyring: str | bytes = b"0") -> None:
+        given = (op, key_type, description, callout, key, uid, gid, thread_keyring,
+                 process_keyring, session_keyring)
+        for spec, value in zip(fields(self), given, strict=True):
+            object.__setattr__(self, spec.name, to_bytes(value))
 
     def with_op(self, op: bytes) -> Request:
         """The same request under another op (keyutils' ``negate`` re-lookup)."""
@@ -403,7 +408,8 @@ def _expand_arg(request: Request, where: str, arg: bytes, keysub: KeySub) -> byt
     if len(name) == 1:
         if name[0] not in SINGLE_MACROS:
             raise ConfigError(where, "Unsupported macro")
-        return getattr(request, SINGLE_MACROS[name[0]])
+        value: bytes = getattr(request, SINGLE_MACROS[name[0]])   # every field is bytes
+        return value
     if name[0] != 0x7B:                  # '{'
         return arg
     body = name[1:]

@@ -110,4 +110,5 @@ def request(path: Path, message: dict[str, Any], timeout: float = 10.0) -> dict[
         sock.connect(str(path))
         sock.sendall(encode(message))
         data = sock.recv(MAX_MESSAGE + 1)
-    return json.loads(data)
+    response: dict[str, Any] = json.loads(data)   # the daemon only sends objects (encode)
+    return response

@@ -80,14 +80,17 @@ def find_builtin(program: str | bytes) -> Handler:
         module_name, _, function = target.rpartition(":")
         if not module_name or not function:
             raise HandlerError(f"@{name}: want @python:module:function")
+        # Loaded by name, so only the contract types it: run_builtin checks the payload.
         try:
-            return getattr(importlib.import_module(module_name), function)
+            loaded: Handler = getattr(importlib.import_module(module_name), function)
         except (ImportError, AttributeError, ValueError) as err:
             raise HandlerError(f"@{name}: {err}") from None
+        return loaded
     if name in BUILTINS:
         return BUILTINS[name]
     for entry in entry_points(group=ENTRY_POINT_GROUP, name=name):
-        return entry.load()
+        plugin: Handler = entry.load()
+        return plugin
     raise HandlerError(f"@{name}: no such built-in handler")
 
 

@@ -145,10 +145,21 @@ class Decision:
 
 
 class PolicyEngine(Protocol):
-    """What the daemon asks of a policy, whatever its language."""
+    """What the daemon asks of a policy, whatever its language.
 
-    source: str
-    engine: str
+    ``source`` and ``engine`` are read-only here: the TOML policy is a
+    frozen dataclass, and the daemon only ever reads them.
+    """
+
+    @property
+    def source(self) -> str:
+        """Where the policy came from (a path, or a name for a built-in one)."""
+        ...
+
+    @property
+    def engine(self) -> str:
+        """The policy language: ``toml`` or ``rego``."""
+        ...
 
     def decide(self, inputs: Inputs) -> Decision: ...
 

@@ -107,9 +107,12 @@ def _digest(paths: list[Path]) -> str:
 
 
 def project_requirements(root: Path) -> list[str]:
-    """Dependencies and every extra (test, bench) from pyproject.toml.
+    """Dependencies and every extra from pyproject.toml.
 
-    The project itself is installed later, by ``kcont-vm build``, once the
+    The library's own dependencies are few (``pip install .`` must not pull
+    in QEMU tooling), so the venv needs the extras too: ``vm`` (virtme-ng,
+    rich), ``test`` (pytest, ruff, mypy), ``bench`` and ``rego``.  The
+    project itself is installed later, by ``kcont-vm build``, once the
     kernel's headers exist.
     """
     import tomllib
