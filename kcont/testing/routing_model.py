@@ -1,8 +1,8 @@
 """A reference model of upcall routing, in pure Python: the tests' oracle.
 
 It says, for a request made by a task in some container with some
-namespaces, where the kernel must send the upcall (SPEC, "Intercepting
-request_key upcalls"): to the queue keyring of the first matching record
+namespaces, where the kernel must send the upcall (docs/intercept.md,
+"Routing"): to the queue keyring of the first matching record
 found walking from the requester's container up to init_container, else
 to /sbin/request-key if the requester's container is trusted, else
 nowhere (ENOKEY at the boundary).  It knows nothing of the kernel's data

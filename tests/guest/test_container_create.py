@@ -1,4 +1,4 @@
-"""container_create(): every flag, every documented errno (SPEC: Container objects)."""
+"""container_create(): every flag, every documented errno (docs/containers.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Threads racing the series' teardown paths against its hot paths.
 
-Three races the issue names, each run with hypothesis drawing the sizes
+Three races, each run with hypothesis drawing the sizes
 and the moment the second thread strikes:
 
 - close against intercept: one thread adds and removes interception
@@ -9,9 +9,10 @@ and the moment the second thread strikes:
 - request against container death: requesters in a child container make
   requests that a record of the parent container intercepts, a server
   thread answers them, and the parent's init exits meanwhile; a second
-  test (the regression test for a race CI found) holds each request
-  between routing and delivery with the debug kernel's fault switch, so
-  that the death lands inside that window every run;
+  test (the regression test for a lost request, docs/reliability.md)
+  holds each request between routing and delivery with the debug
+  kernel's fault switch, so that the death lands inside that window
+  every run;
 - revoke against delivery: requests are delivered to a queue keyring and
   served while the queue is revoked, cleared or invalidated, some
   examples with the same switch holding each delivery.
@@ -223,10 +224,10 @@ MID_ROUTE_TIMEOUT = 20
 @given(threads=st.integers(2, 12), hold_ms=st.integers(50, 250), at=st.floats(0, 1))
 def test_no_request_is_lost_to_a_container_dying_mid_route(threads: int, hold_ms: int,
                                                           at: float) -> None:
-    """Regression: a request that had passed the routing's dead-container
-    check when the record's container died, but became pending only after
-    the death had cancelled its container's requests, was left to time
-    out.  CI once saw it as a requester silent for the whole timeout.
+    """Regression: a request that has passed the routing's dead-container
+    check when the record's container dies, but becomes pending only after
+    the death has cancelled its container's requests, is left to time
+    out: a requester silent for the whole timeout.
 
     The debug kernel's fault switch holds each routed request ``hold_ms``
     before its delivery, with the record's lock held, so the requests go

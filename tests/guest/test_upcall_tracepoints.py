@@ -1,8 +1,8 @@
 """The keys:key_upcall_* tracepoints report what the kernel decided.
 
-Read through tracefs (the ftrace ring buffer), not bcc: issue 6's probes
-build on these; here only that each route, a completion and a timeout
-emit their event with the SPEC's fields.
+Read through tracefs (the ftrace ring buffer), not bcc: kcont-upcallsnoop
+(kcont/probes/) builds on these; here only that each route, a completion
+and a timeout emit their event with the fields patch 0007 defines.
 """
 
 from __future__ import annotations
