@@ -226,8 +226,9 @@ def test_no_request_is_lost_to_a_container_dying_mid_route(threads: int, hold_ms
                                                           at: float) -> None:
     """Regression: a request that has passed the routing's dead-container
     check when the record's container dies, but becomes pending only after
-    the death has cancelled its container's requests, is left to time
-    out: a requester silent for the whole timeout.
+    the death has cancelled its container's requests, must still end
+    (ECANCELED or ENOKEY), not leave its requester silent for the whole
+    intercept timeout.
 
     The debug kernel's fault switch holds each routed request ``hold_ms``
     before its delivery, with the record's lock held, so the requests go
