@@ -10,6 +10,8 @@ checks the two agree bit for bit.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 NS_KINDS: tuple[str, ...] = ("uts", "ipc", "mnt", "pid", "net", "cgroup", "user")
 NS_BIT: dict[str, int] = {kind: 1 << i for i, kind in enumerate(NS_KINDS)}
 NS_ALL: int = (1 << len(NS_KINDS)) - 1
@@ -20,10 +22,10 @@ def mask_kinds(mask: int) -> tuple[str, ...]:
     return tuple(kind for kind in NS_KINDS if mask & NS_BIT[kind])
 
 
-def kinds_mask(kinds: object) -> int:
+def kinds_mask(kinds: Iterable[str]) -> int:
     """The mask for an iterable of kind names; ValueError naming an unknown one."""
     mask = 0
-    for kind in kinds:  # type: ignore[attr-defined]
+    for kind in kinds:
         if kind not in NS_BIT:
             raise ValueError(f"unknown namespace {kind!r} (known: {', '.join(NS_KINDS)})")
         mask |= NS_BIT[kind]
