@@ -8,7 +8,7 @@ VENV := .venv
 BOOTSTRAP := PYTHONPATH=vm /usr/bin/python3 -m kcont_vm
 KCONT_VM := PYTHONPATH=vm $(VENV)/bin/python -m kcont_vm
 
-.PHONY: all setup kernel demo check soak keyutils lint bench clean-results
+.PHONY: all setup kernel demo check soak keyutils lint unit bench clean-results
 
 all: check
 
@@ -26,7 +26,13 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-check: lint kernel
+# The host tests that need no kernel and no compiled binding (tests/unit):
+# seconds, from a fresh clone, before any kernel is built.
+unit: setup
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit
+
+# `kcont-vm test` builds the kernel itself, after the host tests of unit.
+check: lint
 	$(KCONT_VM) test
 
 # The reliability suites round after round for HOURS (default 1) in one

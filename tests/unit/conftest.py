@@ -1,4 +1,5 @@
-"""Host tests: pure parts of the harness, no patched kernel needed."""
+"""Host tests: pure parts of kcont and the harness, no patched kernel and no
+compiled binding needed (tests that need the binding are in tests/binding)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import binding_block
 import pytest
 
 DATA = Path(__file__).parent / "data"
 # tests/: what host and guest tests share (the admission webhook).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+binding_block.block()
 
 
 @pytest.fixture

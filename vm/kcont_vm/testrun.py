@@ -1,5 +1,11 @@
 """``kcont-vm test``: host tests, then the guest suites (one boot each), then a verdict.
 
+Order: the pure host tests (``tests/unit``: no kernel, no compiled
+binding) first, so a fresh clone learns of a broken parser in seconds
+rather than after a kernel build; then the kernel build (a no-op when
+cached), which installs the uapi headers and compiles the binding; then
+the host tests of the binding (``tests/binding``); then the guest suites.
+
 Failing conditions, each with its own exit code (errors.EXIT_*): a failed
 or erroring test, a guest test that skipped (a guest test that cannot run
 is an error here, never a pass), no test at all (pytest's exit 5), a
@@ -128,29 +134,53 @@ def run_guest_stage(stage: GuestStage, bzimage: Path, pytest_extra: list[str],
     return verdict, lines
 
 
+HOST_SUITES = {"host": "tests/unit", "binding": "tests/binding"}
+
+
+def run_host_suite(name: str, out: Path, pytest_extra: list[str]) -> tuple[int, list[str]]:
+    """One pytest run on this machine (``tests/unit`` or ``tests/binding``):
+    (verdict, summary lines).  Each is its own process: tests/unit blocks
+    the compiled binding for the whole interpreter."""
+    print(f"== {name} tests ==", flush=True)
+    junit = out / f"{name}.xml"
+    rc = subprocess.run(pytest_argv([HOST_SUITES[name]], junit, pytest_extra), cwd=repo_root(),
+                        check=False).returncode
+    counts = read_junit(junit) if junit.exists() else None
+    lines = [describe(name, counts, rc)]
+    verdict = EXIT_OK
+    if rc != 0 or counts is None or counts.tests == 0:
+        verdict = EXIT_TESTS_FAILED
+    if counts is not None and counts.failed_names:
+        lines.append(f"{name} failed: " + ", ".join(counts.failed_names))
+    return verdict, lines
+
+
 def run_tests(profile: str, pytest_extra: list[str], host_only: bool = False,
               guest_only: bool = False, keyutils: str = "include",
               keyutils_profile: str = "perf") -> int:
+    """Every stage in order, stopping at the first failed one; the summary.
+
+    ``host_only``: the two host suites (the build still runs, for the
+    binding); ``guest_only``: the build and the guest suites.
+    """
     root = repo_root()
     out = root / RESULTS_DIR
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     lines: list[str] = []
     verdict = EXIT_OK
-    # The kernel first (a no-op when cached): it installs the uapi headers
-    # and the CFFI binding that host tests of the binding import.
-    images = {profile: build(profile).bzimage}
     if not guest_only:
-        print("== host tests ==", flush=True)
-        junit = out / "host.xml"
-        rc = subprocess.run(pytest_argv(["tests/unit"], junit, pytest_extra), cwd=root,
-                            check=False).returncode
-        host = read_junit(junit) if junit.exists() else None
-        lines.append(describe("host", host, rc))
-        if rc != 0 or host is None or host.tests == 0:
-            verdict = EXIT_TESTS_FAILED
-        if host is not None and host.failed_names:
-            lines.append("host failed: " + ", ".join(host.failed_names))
+        verdict, host_lines = run_host_suite("host", out, pytest_extra)
+        lines += host_lines
+    images: dict[str, Path] = {}
+    if verdict == EXIT_OK:
+        # A no-op when cached: installs the uapi headers and the binding.
+        images[profile] = build(profile).bzimage
+        if not guest_only:
+            verdict, binding_lines = run_host_suite("binding", out, pytest_extra)
+            lines += binding_lines
+    else:
+        lines.append(f"{'binding':10s} not run: the host tests failed (no kernel built)")
     if not host_only and verdict == EXIT_OK:
         if keyutils == "skip":
             lines.append(f"{'keyutils':10s} not run (--keyutils skip): not a full check")
