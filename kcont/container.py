@@ -15,6 +15,7 @@ from types import TracebackType
 
 from kcont import upcalls
 from kcont._binding import check, ffi, lib, oserror
+from kcont.namespaces import NS_KINDS
 
 NAME_MAX = lib.CONTAINER_NAME_MAX
 INIT_ID = lib.CONTAINER_INIT_ID
@@ -37,16 +38,14 @@ class Flag(enum.IntFlag):
     TRUSTED = lib.CONTAINER_TRUSTED
 
 
-# Namespace names as /proc/PID/ns/ spells them, "fs" as the flag does.
-NAMESPACE_FLAGS = {
-    "mnt": Flag.NEW_FS_NS,
-    "cgroup": Flag.NEW_CGROUP_NS,
-    "uts": Flag.NEW_UTS_NS,
-    "ipc": Flag.NEW_IPC_NS,
-    "user": Flag.NEW_USER_NS,
-    "pid": Flag.NEW_PID_NS,
-    "net": Flag.NEW_NET_NS,
-}
+# The uapi's own spelling where it differs from /proc/PID/ns/'s: the
+# container flag calls the mount namespace "fs", unshare(2) CLONE_NEWNS.
+_FLAG_SPELLING = {"mnt": "FS"}
+_CLONE_SPELLING = {"mnt": "NS"}
+
+# container_create() flags per namespace kind (kcont.namespaces.NS_KINDS).
+NAMESPACE_FLAGS: dict[str, Flag] = {
+    kind: Flag[f"NEW_{_FLAG_SPELLING.get(kind, kind.upper())}_NS"] for kind in NS_KINDS}
 
 
 def namespace_flags(names: Iterable[str]) -> Flag:
@@ -86,9 +85,9 @@ def fdinfo(fd: int, pid: int | str = "self") -> dict[str, str]:
 
 
 # unshare(2) flags for the namespace kinds a task can leave its container's for.
-UNSHARE_FLAGS = {"uts": lib.CLONE_NEWUTS, "ipc": lib.CLONE_NEWIPC, "net": lib.CLONE_NEWNET,
-                 "mnt": lib.CLONE_NEWNS, "cgroup": lib.CLONE_NEWCGROUP,
-                 "user": lib.CLONE_NEWUSER, "pid": lib.CLONE_NEWPID}
+UNSHARE_FLAGS: dict[str, int] = {
+    kind: int(getattr(lib, f"CLONE_NEW{_CLONE_SPELLING.get(kind, kind.upper())}"))
+    for kind in NS_KINDS}
 
 
 def unshare(kinds: Iterable[str]) -> None:

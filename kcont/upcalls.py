@@ -14,38 +14,36 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kcont._binding import check, keyctl_ffi, keyctl_lib
+from kcont.namespaces import NS_KINDS, kinds_mask
 
 TYPE_MAX = keyctl_lib.KEY_INTERCEPT_TYPE_MAX
 ACL_MAX = keyctl_lib.KEY_ACL_MAX_CONTAINERS
 CONTAINER_KEYRING = keyctl_lib.KEY_SPEC_CONTAINER_KEYRING
 
 
-class Ns(enum.IntFlag):
-    """KEY_INTERCEPT_NS_*: the namespace kinds a record can pin."""
-
-    UTS = keyctl_lib.KEY_INTERCEPT_NS_UTS
-    IPC = keyctl_lib.KEY_INTERCEPT_NS_IPC
-    MNT = keyctl_lib.KEY_INTERCEPT_NS_MNT
-    PID = keyctl_lib.KEY_INTERCEPT_NS_PID
-    NET = keyctl_lib.KEY_INTERCEPT_NS_NET
-    CGROUP = keyctl_lib.KEY_INTERCEPT_NS_CGROUP
-    USER = keyctl_lib.KEY_INTERCEPT_NS_USER
+def _uapi_ns_bit(kind: str) -> int:
+    """KEY_INTERCEPT_NS_<KIND> from the series' header, never a copy here."""
+    return int(getattr(keyctl_lib, f"KEY_INTERCEPT_NS_{kind.upper()}"))
 
 
+# KEY_INTERCEPT_NS_*: the namespace kinds a record can pin, one member per
+# kcont.namespaces.NS_KINDS (Ns.UTS, Ns.IPC, ...), valued from the uapi
+# header; a binding test checks these are kcont.namespaces.NS_BIT bit for bit.
+_NS_MEMBERS = [(kind.upper(), _uapi_ns_bit(kind)) for kind in NS_KINDS]
+Ns = enum.IntFlag("Ns", _NS_MEMBERS, module=__name__)  # type: ignore[misc]
 NS_ALL = Ns(keyctl_lib.KEY_INTERCEPT__NS_MASK)
 # Names as /proc/PID/ns/ spells them.
-NS_BY_NAME = {"uts": Ns.UTS, "ipc": Ns.IPC, "mnt": Ns.MNT, "pid": Ns.PID, "net": Ns.NET,
-              "cgroup": Ns.CGROUP, "user": Ns.USER}
+NS_BY_NAME: dict[str, Ns] = {kind: Ns[kind.upper()] for kind in NS_KINDS}
 
 
 def ns_mask(ns: Iterable[str] | int) -> int:
     """A mask from names (``{"uts", "net"}``) or an int; ValueError for unknown names."""
     if isinstance(ns, int):
         return int(ns)
+    names = list(ns)
+    kinds_mask(names)  # the one ValueError for an unknown kind
     mask = 0
-    for name in ns:
-        if name not in NS_BY_NAME:
-            raise ValueError(f"unknown namespace {name!r} (known: {', '.join(NS_BY_NAME)})")
+    for name in names:
         mask |= NS_BY_NAME[name]
     return mask
 

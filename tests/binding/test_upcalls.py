@@ -4,14 +4,36 @@ from __future__ import annotations
 
 import pytest
 
-from kcont import upcalls
+from kcont import container, upcalls
+from kcont.namespaces import NS_ALL, NS_BIT, NS_KINDS
 from kcont.testing import routing_model
 
 
-def test_model_bits_are_the_uapi_bits() -> None:
-    for kind in routing_model.NS_KINDS:
-        assert routing_model.NS_BIT[kind] == upcalls.NS_BY_NAME[kind]
-    assert routing_model.NS_ALL == upcalls.NS_ALL
+def test_namespace_bits_are_the_uapi_bits() -> None:
+    """kcont.namespaces (pure, used by the model, the probes and the
+    configuration) and the series' KEY_INTERCEPT_NS_* agree bit for bit."""
+    from kcont._binding import keyctl_lib
+
+    assert [(member.name, int(member)) for member in upcalls.Ns] == \
+        [(kind.upper(), NS_BIT[kind]) for kind in NS_KINDS]
+    assert {kind: int(bit) for kind, bit in upcalls.NS_BY_NAME.items()} == NS_BIT
+    assert NS_ALL == int(upcalls.NS_ALL) == keyctl_lib.KEY_INTERCEPT__NS_MASK
+    assert routing_model.NS_BIT is NS_BIT and routing_model.NS_ALL == NS_ALL
+
+
+def test_container_flags_cover_every_kind() -> None:
+    """Every kind has its container_create() flag and its unshare(2) flag,
+    each a different bit; "fs" is the flag's own name for "mnt"."""
+    assert list(container.NAMESPACE_FLAGS) == list(NS_KINDS) == list(container.UNSHARE_FLAGS)
+    assert len(set(container.NAMESPACE_FLAGS.values())) == len(NS_KINDS)
+    assert len(set(container.UNSHARE_FLAGS.values())) == len(NS_KINDS)
+    assert container.namespace_flags(["fs"]) == container.Flag.NEW_FS_NS == \
+        container.namespace_flags(["mnt"])
+    # The one kind whose clone flag is not CLONE_NEW<KIND>: CLONE_NEWNS, the
+    # first namespace flag (linux/sched.h; Python 3.11's os lacks it).
+    assert container.UNSHARE_FLAGS["mnt"] == 0x00020000
+    with pytest.raises(ValueError, match="unknown namespace 'time'"):
+        container.namespace_flags(["time"])
 
 
 def test_ns_mask_from_names_and_ints() -> None:

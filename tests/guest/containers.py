@@ -9,8 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kcont.container import Container
-
-NS_KINDS = ("mnt", "cgroup", "uts", "ipc", "user", "pid", "net")
+from kcont.namespaces import NS_KINDS
 
 
 def ns_inodes(pid: int | str = "self") -> dict[str, int]:

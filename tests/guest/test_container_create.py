@@ -13,12 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kcont import _binding
-from kcont.container import NAME_MAX, Container, Flag, create_raw, fdinfo
+from kcont.container import NAME_MAX, NAMESPACE_FLAGS, Container, Flag, create_raw, fdinfo
+from kcont.namespaces import NS_KINDS
 
 TRUST_SYSCTL = Path("/proc/sys/kernel/keys/container_default_trust")
-KIND_OF_FLAG = {Flag.NEW_FS_NS: "mnt", Flag.NEW_CGROUP_NS: "cgroup", Flag.NEW_UTS_NS: "uts",
-                Flag.NEW_IPC_NS: "ipc", Flag.NEW_USER_NS: "user", Flag.NEW_PID_NS: "pid",
-                Flag.NEW_NET_NS: "net"}
+KIND_OF_FLAG = {flag: kind for kind, flag in NAMESPACE_FLAGS.items()}
 
 
 def create_errno(name: str | bytes | None, flags: int, *spares: int) -> int | None:
@@ -48,7 +47,7 @@ def test_namespace_flag_makes_exactly_that_namespace_new(flag: Flag) -> None:
 
 
 def test_all_namespaces_at_once() -> None:
-    with Container("kc-all", ns=["mnt", "cgroup", "uts", "ipc", "user", "pid", "net"]) as c:
+    with Container("kc-all", ns=NS_KINDS) as c:
         outside = ns_inodes()
         inside = in_container(c, ns_inodes)
         assert all(inside[k] != outside[k] for k in outside)

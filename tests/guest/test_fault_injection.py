@@ -29,13 +29,11 @@ from fail_nth import NAMESPACE_FAULT_ERRNOS, faults_allowed, nth_failure
 from upcall_fixtures import serve, unique
 
 from kcont import upcalls
-from kcont.container import Container, Flag, create_raw, fork_into
+from kcont.container import NAMESPACE_FLAGS, Container, Flag, create_raw, fork_into
 from kcont.keys import Keyring
 
 MAX_POINTS = 20000      # more fault points than this in one call: a loop somewhere
-KIND_OF_FLAG = {Flag.NEW_FS_NS: "mnt", Flag.NEW_CGROUP_NS: "cgroup", Flag.NEW_UTS_NS: "uts",
-                Flag.NEW_IPC_NS: "ipc", Flag.NEW_USER_NS: "user", Flag.NEW_PID_NS: "pid",
-                Flag.NEW_NET_NS: "net"}
+KIND_OF_FLAG = {flag: kind for kind, flag in NAMESPACE_FLAGS.items()}
 def points_to_try(dense: int, stride: int) -> Iterator[int]:
     """1..dense, then every ``stride``-th point: fork reaches thousands of
     fault points in the copy of a Python process, and the new code is in
