@@ -18,12 +18,17 @@ typedef int32_t key_serial_t;   /* keyutils.h's; the uapi header has none */
 TYPES = """
 typedef int32_t key_serial_t;
 
+/* keyctl(2)'s number, for the bad-input tests' raw syscall(2) */
+static const long NR_keyctl;
+
 static const int KEYCTL_CONTAINER_INTERCEPT;
 static const int KEYCTL_QUERY_REQUEST_KEY_AUTH;
 static const int KEYCTL_SET_CONTAINER_KEYRING;
 static const int KEYCTL_GRANT_PERMISSION;
 static const int KEYCTL_CAPABILITIES;
 static const int KEYCTL_GET_KEYRING_ID;
+static const int KEYCTL_REVOKE;
+static const int KEYCTL_INVALIDATE;
 static const int KEY_SPEC_CONTAINER_KEYRING;
 
 static const unsigned int KEY_INTERCEPT_NS_UTS;
@@ -82,6 +87,8 @@ long kcont_keyctl_capabilities(unsigned char *buf, size_t buflen);
 """
 
 CUSTOMIZATIONS = """
+static const long NR_keyctl = __NR_keyctl;
+
 static long kcont_keyctl_raw(int op, unsigned long arg2, unsigned long arg3,
                              unsigned long arg4, unsigned long arg5)
 {

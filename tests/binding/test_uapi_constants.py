@@ -61,3 +61,19 @@ def test_installed_header_is_the_series() -> None:
     for name, value in series_defines().items():
         m = re.search(rf"#define\s+{name}\s+(\S+)", header)
         assert m and int(m.group(1), 0) == value, name
+
+
+def test_keyctl_numbers_are_the_installed_headers() -> None:
+    """What the bad-input tests pass to a raw syscall(2): keyctl's number and
+    the keyctl ops, as the installed headers define them."""
+    from kcont._binding import keyctl_lib
+
+    headers = Cache.default().root / "headers/include"
+    unistd = (headers / "asm/unistd_64.h").read_text()
+    assert re.search(rf"#define __NR_keyctl {keyctl_lib.NR_keyctl}\b", unistd)
+    keyctl_h = (headers / "linux/keyctl.h").read_text()
+    for name in ("KEYCTL_REVOKE", "KEYCTL_INVALIDATE", "KEYCTL_CONTAINER_INTERCEPT",
+                 "KEYCTL_QUERY_REQUEST_KEY_AUTH", "KEYCTL_SET_CONTAINER_KEYRING",
+                 "KEYCTL_GRANT_PERMISSION"):
+        m = re.search(rf"#define\s+{name}\s+(\d+)", keyctl_h)
+        assert m and int(m.group(1)) == getattr(keyctl_lib, name), name

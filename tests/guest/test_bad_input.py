@@ -28,14 +28,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kcont import upcalls
-from kcont._binding import lib
+from kcont._binding import keyctl_lib, lib
 from kcont.container import NAMESPACE_FLAGS, Container, create_raw
 from kcont.keys import Keyring
 
-NR_CONTAINER_CREATE = 451
-NR_FORK_INTO_CONTAINER = 452
-NR_KEYCTL = 250
-INTERCEPT, QUERY, SET_KEYRING, GRANT = 33, 34, 35, 36
+# The numbers as the binding was compiled with them, from the series'
+# uapi headers: a renumbered syscall or op cannot leave this file behind.
+NR_CONTAINER_CREATE = lib.NR_container_create
+NR_FORK_INTO_CONTAINER = lib.NR_fork_into_container
+NR_KEYCTL = keyctl_lib.NR_keyctl
+INTERCEPT = keyctl_lib.KEYCTL_CONTAINER_INTERCEPT
+QUERY = keyctl_lib.KEYCTL_QUERY_REQUEST_KEY_AUTH
+SET_KEYRING = keyctl_lib.KEYCTL_SET_CONTAINER_KEYRING
+GRANT = keyctl_lib.KEYCTL_GRANT_PERMISSION
+SUBJ_CONTAINER = keyctl_lib.KEY_ACE_SUBJ_CONTAINER
 ALL_NAMESPACES = int(sum(NAMESPACE_FLAGS.values()))
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -272,13 +278,13 @@ def draw_valid(t: Targets, data: st.DataObject, op: str) -> Call | None:
         flags = data.draw(st.sampled_from(CREATE_KINDS), "flags") | lib.CONTAINER_FD_CLOEXEC
         return Call(op, NR_CONTAINER_CREATE, (string, flags, 0, 0, 0), os.close)
     if op == "intercept":
-        mask = data.draw(st.integers(0, 0x7F), "mask")
+        mask = data.draw(st.integers(0, keyctl_lib.KEY_INTERCEPT__NS_MASK), "mask")
         return Call(op, NR_KEYCTL, (INTERCEPT, t.box.fd, string, mask, t.queue),
                     lambda ret: upcalls.remove_intercepts(t.box.fd, None, 0))
     if op == "grant":
-        perm = data.draw(st.integers(1, 0xFF), "perm")
-        return Call(op, NR_KEYCTL, (GRANT, t.key, 1, t.box.fd, perm),
-                    lambda ret: raw(NR_KEYCTL, GRANT, t.key, 1, t.box.fd, 0))
+        perm = data.draw(st.integers(1, keyctl_lib.KEY_ACE__PERMS), "perm")
+        return Call(op, NR_KEYCTL, (GRANT, t.key, SUBJ_CONTAINER, t.box.fd, perm),
+                    lambda ret: raw(NR_KEYCTL, GRANT, t.key, SUBJ_CONTAINER, t.box.fd, 0))
     return None
 
 

@@ -12,12 +12,13 @@ from agents import Agent, request_in
 from upcall_fixtures import serve, sysctl, unique, wait_queued
 
 from kcont import upcalls
+from kcont._binding import keyctl_lib
 from kcont.container import Container
 from kcont.keys import Keyring
 
 OPEN_TO_UID0 = 0x3F3F0000
-KEYCTL_CONTAINER_INTERCEPT = 33
-KEYCTL_QUERY_REQUEST_KEY_AUTH = 34
+KEYCTL_CONTAINER_INTERCEPT = keyctl_lib.KEYCTL_CONTAINER_INTERCEPT
+KEYCTL_QUERY_REQUEST_KEY_AUTH = keyctl_lib.KEYCTL_QUERY_REQUEST_KEY_AUTH
 
 
 @pytest.fixture

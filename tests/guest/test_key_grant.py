@@ -8,6 +8,7 @@ import pytest
 from agents import Agent
 
 from kcont import upcalls
+from kcont._binding import keyctl_lib
 from kcont.container import Container
 from kcont.keys import Keyring
 from kcont.upcalls import Perm
@@ -90,9 +91,9 @@ def test_revoke_and_invalidate_grants(session_keyring: int) -> None:
         agent = Agent(box)
         try:
             with pytest.raises(OSError) as denied:
-                agent.call("keyctl_raw", 3, other.serial)    # KEYCTL_REVOKE: not granted
-            agent.call("keyctl_raw", 3, key.serial)          # granted
-            agent.call("keyctl_raw", 21, other.serial)       # KEYCTL_INVALIDATE: granted
+                agent.call("keyctl_raw", keyctl_lib.KEYCTL_REVOKE, other.serial)  # not granted
+            agent.call("keyctl_raw", keyctl_lib.KEYCTL_REVOKE, key.serial)    # granted
+            agent.call("keyctl_raw", keyctl_lib.KEYCTL_INVALIDATE, other.serial)  # granted
         finally:
             agent.stop()
     assert denied.value.errno == errno.EACCES
@@ -131,13 +132,14 @@ def test_bad_input(session_keyring: int, case: str, expected: int) -> None:
 
     _, key = _setup(session_keyring, "bad")
     with Container("kcont-acl-bad") as box:
-        serial, subject_type, subject, perm = key.serial, 1, box.fd, int(Perm.SEARCH)
+        serial, subject, perm = key.serial, box.fd, int(Perm.SEARCH)
+        subject_type = keyctl_lib.KEY_ACE_SUBJ_CONTAINER
         read_end, write_end = os.pipe()
         os.close(write_end)
         if case == "subject-type":
-            subject_type = 2
+            subject_type = keyctl_lib.KEY_ACE_SUBJ_CONTAINER + 1   # no such subject type
         elif case == "perm-bits":
-            perm = 0x100
+            perm = keyctl_lib.KEY_ACE__PERMS + 1   # the first bit past the known ones
         elif case == "closed-fd":
             os.close(read_end)
             subject = read_end
@@ -148,7 +150,8 @@ def test_bad_input(session_keyring: int, case: str, expected: int) -> None:
         elif case == "no-such-key":
             serial = 0x7FFFFFF0
         with pytest.raises(OSError) as err:
-            upcalls.keyctl_raw(36, serial, subject_type, subject, perm)
+            upcalls.keyctl_raw(keyctl_lib.KEYCTL_GRANT_PERMISSION, serial, subject_type, subject,
+                               perm)
         if case != "closed-fd":
             os.close(read_end)
     assert err.value.errno == expected
