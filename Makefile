@@ -4,9 +4,10 @@ SHELL := /bin/bash
 VENV := .venv
 # `setup` runs on Debian's interpreter before the venv exists; the rest runs
 # from the venv without needing the project installed (the build installs it,
-# since the CFFI binding compiles against the kernel's uapi headers).
-BOOTSTRAP := PYTHONPATH=vm /usr/bin/python3 -m kcont_vm
-KCONT_VM := PYTHONPATH=vm $(VENV)/bin/python -m kcont_vm
+# since the CFFI binding compiles against the kernel's uapi headers).  The
+# checkout is on PYTHONPATH too: kcont-vm's parser is kcont.one_line_parser.
+BOOTSTRAP := PYTHONPATH=$(CURDIR)/vm:$(CURDIR) /usr/bin/python3 -m kcont_vm
+KCONT_VM := PYTHONPATH=$(CURDIR)/vm:$(CURDIR) $(VENV)/bin/python -m kcont_vm
 
 .PHONY: all setup kernel demo check soak keyutils lint unit bench clean-results
 

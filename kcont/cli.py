@@ -2,42 +2,68 @@
 
   kcont run [--name N] [--ns user,pid,mnt,net,uts,ipc,cgroup]
             [--trusted|--untrusted] [--daemon [--daemon-config DIR]] -- CMD...
-  kcont ls
+  kcont ls [--json]
 
-Every error is one line on stderr and a non-zero exit; ``run`` exits with
-CMD's status (128+N if a signal N killed it), as a shell does.
+Every error is one line on stderr.  ``run`` exits as env(1) does
+(kcont.exit_codes): 125 if kcont itself failed, 126 if CMD cannot be
+executed, 127 if it is not found, else CMD's status (128+N if signal N
+killed it); usage errors exit 2.  Nothing here imports the compiled
+binding at module level, so the parser (and the man page built from it)
+needs no kernel headers.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
+import signal
 import sys
+from typing import TYPE_CHECKING
 
-EXIT_USAGE = 2
-EXIT_FAILED = 1
+from kcont.exit_codes import EXIT_CANCELED, EXIT_USAGE, exec_failure, wait_status
+from kcont.one_line_parser import OneLineParser
+
+if TYPE_CHECKING:
+    from kcont.proc import ContainerInfo
+
+# `kcont ls` failing (no /proc/containers, say) is a plain failure, as lsns's.
+EXIT_LS_FAILED = 1
+
+__all__ = ["EXIT_CANCELED", "EXIT_LS_FAILED", "EXIT_USAGE", "main", "make_parser"]
+
+EPILOG = """\
+examples:
+  kcont run --ns pid,mnt,uts -- hostname
+  kcont run --name web --untrusted -- sh -c 'cat /proc/containers'
+  kcont ls --json
+
+exit status of run: CMD's status (128+N if signal N killed it); 125 if kcont
+run itself failed (container refused, admission denied, daemon not ready);
+126 if CMD cannot be executed; 127 if CMD is not found; 2 for a usage error.
+"""
 
 
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
-
-
-def make_parser() -> argparse.ArgumentParser:
+def make_parser() -> OneLineParser:
     parser = OneLineParser(prog="kcont", description="Containers as kernel objects.",
-                           epilog="examples:\n  kcont run --ns pid,mnt,uts -- hostname\n"
-                                  "  kcont run --name web --untrusted -- sh -c 'cat /proc/"
-                                  "containers'\n  kcont ls",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    run = sub.add_parser("run", help="create a container, run CMD in it as init, wait")
+                           epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="create a container, run CMD in it as init, wait",
+                         description="Create a container, fork CMD into it as its init, "
+                                     "wait, and exit with CMD's status.")
+    run.set_defaults(usage_error=run.error)
     run.add_argument("--name", default="kcont-run", help="container name (default %(default)s)")
     run.add_argument("--ns", default="", type=parse_ns_list,
                      help="comma-separated new namespaces: user,pid,mnt,net,uts,ipc,cgroup")
     trust = run.add_mutually_exclusive_group()
-    trust.add_argument("--trusted", dest="trusted", action="store_const", const=True)
-    trust.add_argument("--untrusted", dest="trusted", action="store_const", const=False)
+    trust.add_argument("--trusted", dest="trusted", action="store_const", const=True,
+                       help="make the container trusted (CAP_SYS_ADMIN in the init user "
+                            "namespace)")
+    trust.add_argument("--untrusted", dest="trusted", action="store_const", const=False,
+                       help="make the container untrusted (default: as the sysctl "
+                            "kernel.keys.container_default_trust says; never trusted "
+                            "inside an untrusted container)")
     run.add_argument("--daemon", action="store_true",
                      help="start request-key-daemon in the container first, stop it after CMD")
     run.add_argument("--daemon-config", metavar="DIR",
@@ -48,40 +74,66 @@ def make_parser() -> argparse.ArgumentParser:
 
     add_webhook_arguments(run.add_argument_group(
         "admission review of the container's creation (an AdmissionReview to a webhook)"))
-    run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
-    sub.add_parser("ls", help="list /proc/containers")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
+                     help="the command to run as the container's init")
+    ls = sub.add_parser("ls", help="list /proc/containers",
+                        description="List the caller's container and its descendants, "
+                                    "from /proc/containers.")
+    ls.add_argument("-J", "--json", action="store_true",
+                    help="a JSON array of objects with the fields name, id, use, flags, "
+                         "trusted, owner, group, current")
     return parser
 
 
 def parse_ns_list(text: str) -> list[str]:
-    from kcont.container import namespace_flags
+    """``--ns``: names as /proc/PID/ns/ spells them (``fs`` for ``mnt`` too),
+    checked here without the binding so that a typo is a usage error."""
+    from kcont.namespaces import kinds_mask
 
     names = [n.strip() for n in text.split(",") if n.strip()]
     try:
-        namespace_flags(names)
+        kinds_mask("mnt" if name == "fs" else name for name in names)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return names
 
 
 def exit_status(status: int) -> int:
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
+    """CMD's exit code from its wait status (kcont.exit_codes.wait_status)."""
+    return wait_status(status)
 
 
-def cmd_run(opts: argparse.Namespace) -> int:
-    from kcont.container import Container
+def fail(message: str) -> int:
+    """``kcont run`` could not run CMD: one line, 125."""
+    print(f"kcont run: {message}", file=sys.stderr)
+    return EXIT_CANCELED
 
-    cmd = opts.cmd[1:] if opts.cmd[:1] == ["--"] else opts.cmd
-    if not cmd:
-        print("kcont run: no command given: kcont run [OPTIONS] -- CMD...", file=sys.stderr)
-        return EXIT_USAGE
-    denied = admission_denied(opts, cmd)
+
+def describe(err: OSError) -> str:
+    """``call: strerror``, naming the syscall (kcont._binding.oserror) or file."""
+    what = getattr(err, "call", None) or err.filename
+    return f"{what}: {err.strerror}" if what else str(err.strerror or err)
+
+
+def cmd_run(opts: argparse.Namespace, cmd: list[str]) -> int:
+    """Create the container and run CMD in it; the exit code (kcont.exit_codes)."""
+    try:
+        denied = admission_denied(opts, cmd)
+    except (OSError, ValueError) as err:
+        return fail(f"admission review: {err}")
     if denied:
-        print(f"kcont run: {denied}", file=sys.stderr)
-        return EXIT_FAILED
-    with Container(opts.name, ns=opts.ns, trusted=opts.trusted) as container:
+        return fail(denied)
+    try:
+        from kcont.container import Container
+
+        container = Container(opts.name, ns=opts.ns, trusted=opts.trusted)
+    except ImportError as err:
+        return fail(f"the compiled binding is missing ({err}); install the project")
+    except OSError as err:
+        return fail(describe(err))
+    except ValueError as err:
+        return fail(str(err))
+    with container:
         if opts.daemon:
             from kcont.supervise import run_with_daemon
 
@@ -89,8 +141,14 @@ def cmd_run(opts: argparse.Namespace) -> int:
             if opts.daemon_config:
                 daemon_argv += ["--config-dir", opts.daemon_config]
             return run_with_daemon(container, cmd, daemon_argv)
-        container.spawn(cmd)
-        return exit_status(container.wait())
+        try:
+            container.spawn(cmd)
+        except OSError as err:
+            if not str(getattr(err, "call", "")).startswith("exec "):
+                raise  # fork_into_container failed: kcont's failure, not CMD's
+            print(f"kcont run: {cmd[0]}: {err.strerror}", file=sys.stderr)
+            return exec_failure(err.errno)
+        return wait_status(container.wait())
 
 
 def admission_denied(opts: argparse.Namespace, cmd: list[str]) -> str | None:
@@ -112,34 +170,87 @@ def admission_denied(opts: argparse.Namespace, cmd: list[str]) -> str | None:
         f"{verdict.message}"
 
 
-def format_table(rows: list) -> str:
+_KERNEL_ESCAPED = frozenset(" \t\n\v\f\r\\")
+
+
+def escape_name(name: str) -> str:
+    """A name as the table shows it: whitespace, ``\\``, control and
+    non-UTF-8 bytes as octal ``\\ooo``, as /proc/containers escapes them,
+    so a hostile name can neither split a column nor forge a line."""
+    out = []
+    for char in name:
+        if 0xDC80 <= ord(char) <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+            out.append(f"\\{ord(char) - 0xDC00:03o}")
+        elif char in _KERNEL_ESCAPED or not char.isprintable():
+            out.extend(f"\\{byte:03o}" for byte in char.encode("utf-8", "surrogatepass"))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def format_table(rows: list[ContainerInfo]) -> str:
     header = f"{'NAME':16} {'ID':>6} {'USE':>4} {'FL':4} {'TRUST':9} {'OWNER':>5} {'GROUP':>5}"
     lines = [header]
     for r in rows:
-        lines.append(f"{r.name:16} {r.id:>6} {r.use:>4} {r.flags:4} "
+        lines.append(f"{escape_name(r.name):16} {r.id:>6} {r.use:>4} {r.flags:4} "
                      f"{'trusted' if r.trusted else 'untrusted':9} {r.owner:>5} {r.group:>5}"
                      f"{'  <current>' if r.current else ''}")
     return "\n".join(lines)
 
 
-def cmd_ls(opts: argparse.Namespace) -> int:
+def format_json(rows: list[ContainerInfo]) -> str:
+    """``kcont ls --json``: one array, an object per container, the fields of
+    /proc/containers by their lower-case names (as ``lsns -J`` and ``ip -j``
+    give theirs).  Names are unescaped; a byte that is not UTF-8 appears as
+    a ``\\udcXX`` escape (Python's surrogateescape), so no name is lost."""
+    return json.dumps([dataclasses.asdict(r) for r in rows])
+
+
+def read_containers() -> list[ContainerInfo]:
+    """/proc/containers, with names that are not UTF-8 kept byte for byte."""
     from kcont import proc
 
-    print(format_table(proc.read()))
+    return proc.parse(proc.PROC_CONTAINERS.read_bytes().decode("utf-8", "surrogateescape"))
+
+
+def cmd_ls(opts: argparse.Namespace) -> int:
+    rows = read_containers()
+    print(format_json(rows) if opts.json else format_table(rows))
     return 0
+
+
+def restore_signals() -> None:
+    """SIGPIPE and SIGXFSZ back to their defaults.
+
+    Python ignores them, and an ignored signal survives exec: CMD (and the
+    daemon path's init, and so CMD there) would see EPIPE where a shell's
+    child dies quietly; ``kcont ls | head`` ends the same way.
+    """
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def main(argv: list[str] | None = None) -> int:
     opts = make_parser().parse_args(argv)
+    if opts.command == "ls":
+        restore_signals()
+        try:
+            return cmd_ls(opts)
+        except OSError as err:
+            print(f"kcont ls: {describe(err)}", file=sys.stderr)
+        except ValueError as err:
+            print(f"kcont ls: {err}", file=sys.stderr)
+        return EXIT_LS_FAILED
+    cmd = opts.cmd[1:] if opts.cmd[:1] == ["--"] else opts.cmd
+    if not cmd:
+        opts.usage_error("no command given: kcont run [OPTIONS] -- CMD...")
+    restore_signals()
     try:
-        return cmd_run(opts) if opts.command == "run" else cmd_ls(opts)
+        return cmd_run(opts, cmd)
     except OSError as err:
-        what = getattr(err, "call", None) or err.filename or "kcont"
-        print(f"kcont {opts.command}: {what}: {err.strerror}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(describe(err))
     except ValueError as err:
-        print(f"kcont {opts.command}: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(str(err))
 
 
 if __name__ == "__main__":

@@ -16,17 +16,37 @@ from typing import NoReturn
 EXIT_USAGE = 2
 
 
+class _SubcommandAction(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """The subcommand action, reporting an option the subcommand does not
+    know as the subcommand's own error.
+
+    argparse parses a subcommand with ``parse_known_args`` and leaves what
+    it did not know to the top parser, whose message then points at the
+    wrong ``--help`` (``kcont: unrecognized arguments: --x (see kcont
+    --help)`` for ``kcont run --x``).
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        extras = getattr(namespace, argparse._UNRECOGNIZED_ARGS_ATTR, None)
+        if extras and isinstance(values, list) and values:
+            subparser = self._name_parser_map[values[0]]
+            subparser.error(f"unrecognized arguments: {' '.join(extras)}")
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line and exit 2.
 
     Subparsers made with ``add_subparsers(parser_class=OneLineParser)``
     (the default here) report the same way, prefixed with their full
-    program name (``kcont run: ...``).
+    program name (``kcont run: ...``), unknown options included.
     """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.register("action", "parsers", _SubcommandAction)
 
     def add_subparsers(self, **kwargs: object) -> argparse._SubParsersAction:  # type: ignore[type-arg]
         kwargs.setdefault("parser_class", type(self))

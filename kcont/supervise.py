@@ -6,6 +6,10 @@ container fd to the exec), waits for the daemon's
 readiness byte on a pipe (``--ready-fd``), runs the command, then sends
 the daemon SIGTERM and waits for it, and exits with the command's status.
 If the daemon dies before it is ready, the command never runs.
+
+Exit codes are kcont.exit_codes', the same as without ``--daemon``: 125
+if the daemon never became ready (or the init itself failed), 126/127 if
+the command cannot be executed or found, else the command's status.
 """
 
 from __future__ import annotations
@@ -19,13 +23,10 @@ from collections.abc import Sequence
 from typing import IO
 
 from kcont.container import Container
+from kcont.exit_codes import EXIT_CANCELED, exec_failure, wait_status
+from request_key_daemon import launch
 
 READY_TIMEOUT = 60.0
-EXIT_DAEMON_FAILED = 125
-
-
-def _status(status: int) -> int:
-    return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
 def start_daemon(container_fd: int, daemon_args: Sequence[str],
@@ -38,37 +39,52 @@ def start_daemon(container_fd: int, daemon_args: Sequence[str],
     """
     ready_r, ready_w = os.pipe()
     try:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "request_key_daemon.cli", "--container-fd",
-             str(container_fd), "--ready-fd", str(ready_w), *daemon_args],
-            pass_fds=(container_fd, ready_w), stderr=stderr)
+        daemon = subprocess.Popen(launch.argv(container_fd, ready_w, daemon_args),
+                                  pass_fds=(container_fd, ready_w), stderr=stderr)
     finally:
         os.close(ready_w)
     try:
         readable, _, _ = select.select([ready_r], [], [], READY_TIMEOUT)
-        return daemon, bool(readable) and os.read(ready_r, 1) == b"R"
+        return daemon, bool(readable) and os.read(ready_r, 1) == launch.READY_BYTE
     finally:
         os.close(ready_r)
 
 
+def run_command(cmd: Sequence[str]) -> int:
+    """Run ``cmd`` as a child and wait: its exit code, or 126/127 if it
+    could not be executed.
+
+    posix_spawnp() reports the exec's errno in the parent (glibc waits
+    for the exec), as Container.spawn does for the init, and, like
+    os.execvp, never retries an ENOEXEC file with /bin/sh.  SIGPIPE and
+    SIGXFSZ go back to their defaults, which Python ignores and an
+    exec would otherwise pass on (``yes | head`` must end by SIGPIPE).
+    """
+    try:
+        pid = os.posix_spawnp(cmd[0], list(cmd), os.environ,
+                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+    except OSError as err:
+        print(f"kcont run: {cmd[0]}: {err.strerror}", file=sys.stderr)
+        return exec_failure(err.errno)
+    return wait_status(os.waitpid(pid, 0)[1])
+
+
 def _init(container_fd: int, cmd: Sequence[str], daemon_args: Sequence[str]) -> int:
-    daemon, ready = start_daemon(container_fd, daemon_args)
+    try:
+        daemon, ready = start_daemon(container_fd, daemon_args)
+    except OSError as err:
+        print(f"kcont run: cannot start request-key-daemon: {err}", file=sys.stderr)
+        return EXIT_CANCELED
     if not ready:
         daemon.kill()
         daemon.wait()
         print("kcont run: request-key-daemon did not become ready", file=sys.stderr)
-        return EXIT_DAEMON_FAILED
+        return EXIT_CANCELED
     try:
-        child = subprocess.Popen(list(cmd))
-    except OSError as err:
-        print(f"kcont run: {cmd[0]}: {err.strerror}", file=sys.stderr)
-        status = 127
-    else:
-        status = child.wait()
-        status = 128 - status if status < 0 else status
-    daemon.send_signal(signal.SIGTERM)
-    daemon.wait()
-    return status
+        return run_command(cmd)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait()
 
 
 def run_with_daemon(container: Container, cmd: Sequence[str],
@@ -76,9 +92,11 @@ def run_with_daemon(container: Container, cmd: Sequence[str],
     """Fork the supervising init into ``container``; its exit status."""
     pid = container.fork()
     if pid == 0:
-        code = 1
+        code = EXIT_CANCELED
         try:
             code = _init(container.fd, cmd, daemon_args)
+        except BaseException as err:  # the init must exit, never return into kcont's main
+            print(f"kcont run: init: {err!r}", file=sys.stderr)
         finally:
             os._exit(code)
-    return _status(container.wait(pid))
+    return wait_status(container.wait(pid))

@@ -62,5 +62,9 @@ def test_bad_policy_is_one_line_and_exit_2(tmp_path: Path,
 
 
 def test_serving_needs_a_container_fd(capsys: pytest.CaptureFixture) -> None:
-    assert main([]) == 2
-    assert "--container-fd is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("request-key-daemon: --container-fd is required") and \
+        err.count("\n") == 1, err

@@ -41,8 +41,12 @@ def test_usage_errors_are_one_line(args: list[str], needle: str) -> None:
     assert len(lines) == 1 and needle in lines[0], result.stderr
 
 
-def test_run_without_command() -> None:
-    assert cli.main(["run"]) == cli.EXIT_USAGE
+def test_run_without_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["run"])
+    assert exc.value.code == cli.EXIT_USAGE
+    assert capsys.readouterr().err == ("kcont run: no command given: kcont run [OPTIONS] -- "
+                                       "CMD... (see kcont run --help)\n")
 
 
 @pytest.mark.parametrize("status,code", [(0, 0), (3 << 8, 3), (9, 137)])

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 from kcont.admission_args import add_webhook_arguments, webhook_from
+from kcont.one_line_parser import OneLineParser
+from request_key_daemon.launch import READY_BYTE
 
 EXAMPLES = """examples:
   request-key-daemon --container-fd 3              serve container fd 3, /etc config
@@ -24,30 +26,32 @@ EXAMPLES = """examples:
 """
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def make_parser() -> OneLineParser:
+    """The daemon's options; usage errors are one line and exit 2."""
+    parser = OneLineParser(
         prog="request-key-daemon", epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve a container's request_key upcalls inside the container.")
-    parser.add_argument("--container-fd", type=int, help="fd of the container to serve")
-    parser.add_argument("--config-dir", type=Path, default=Path("/etc"),
+    parser.add_argument("--container-fd", type=int, metavar="FD",
+                        help="fd of the container to serve")
+    parser.add_argument("--config-dir", type=Path, default=Path("/etc"), metavar="DIR",
                         help="where request-key.conf and request-key.d/ are (default /etc)")
-    parser.add_argument("--policy", type=Path,
+    parser.add_argument("--policy", type=Path, metavar="FILE",
                         help="policy file (TOML, or Rego if it ends in .rego); default: allow all")
-    parser.add_argument("--policy-debug", type=Path,
+    parser.add_argument("--policy-debug", type=Path, metavar="FILE",
                         help="append each decision's inputs as JSON lines here")
-    parser.add_argument("--type", action="append", dest="types",
+    parser.add_argument("--type", action="append", dest="types", metavar="TYPE",
                         help="key type to intercept (repeat; default: *)")
-    parser.add_argument("--pin", default="",
+    parser.add_argument("--pin", default="", metavar="KINDS",
                         help="namespace kinds to pin, comma-separated (uts,net,...)")
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--deadline", type=float, default=20.0,
+    parser.add_argument("--workers", type=int, default=4, metavar="N",
+                        help="threads that serve requests at once (default 4)")
+    parser.add_argument("--deadline", type=float, default=20.0, metavar="SECONDS",
                         help="seconds a handler may take (default 20, below the kernel's 30)")
-    parser.add_argument("--ready-fd", type=int,
+    parser.add_argument("--ready-fd", type=int, metavar="FD",
                         help="write one byte here once serving (readiness for the launcher)")
     parser.add_argument("--syslog", nargs="?", const="/dev/log", metavar="SOCKET",
                         help="log to syslog (default socket /dev/log), not stderr")
-    parser.add_argument("--control", type=Path,
+    parser.add_argument("--control", type=Path, metavar="SOCKET",
                         help="control socket (default /run/request-key-daemon-<id>.sock)")
     parser.add_argument("--ctl", nargs="+", metavar=("SOCKET", "CMD"),
                         help="client: send CMD (status, stats, reload, set-policy PATH) "
@@ -121,16 +125,19 @@ def explain(opts: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts = make_parser().parse_args(argv)
+    parser = make_parser()
+    opts = parser.parse_args(argv)
+    if opts.ctl:
+        check_ctl_args(parser, opts.ctl)
+    elif not (opts.check_policy or opts.explain) and opts.container_fd is None:
+        parser.error("--container-fd is required to serve (or give --explain, "
+                     "--check-policy or --ctl)")
     if opts.check_policy:
         return check_policy(Path(opts.check_policy[0]), Path(opts.check_policy[1]))
     if opts.explain:
         return explain(opts)
     if opts.ctl:
         return ctl(opts.ctl)
-    if opts.container_fd is None:
-        print("request-key-daemon: --container-fd is required", file=sys.stderr)
-        return 2
     setup_logging(opts.syslog)
     from kcont import upcalls
     from request_key_daemon.daemon import Daemon
@@ -163,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     daemon.install_signals()
     if opts.ready_fd is not None:
-        os.write(opts.ready_fd, b"R")
+        os.write(opts.ready_fd, READY_BYTE)
         os.close(opts.ready_fd)
     try:
         daemon.run({control.fileno(): control.handle_ready})
@@ -172,19 +179,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def check_ctl_args(parser: argparse.ArgumentParser, args: list[str]) -> None:
+    """``--ctl SOCKET CMD [PATH]``: a wrong count is a usage error (exit 2)."""
+    if len(args) < 2:
+        parser.error("--ctl needs SOCKET and CMD: --ctl SOCKET CMD [PATH]")
+    if args[1] == "set-policy" and len(args) != 3:
+        parser.error("--ctl SOCKET set-policy needs a PATH")
+    if args[1] != "set-policy" and len(args) != 2:
+        parser.error(f"--ctl SOCKET {args[1]} takes no PATH")
+
+
 def ctl(args: list[str]) -> int:
     import json
 
     from request_key_daemon.control import ProtocolError, request
 
-    if len(args) < 2:
-        print("request-key-daemon: --ctl SOCKET CMD [PATH]", file=sys.stderr)
-        return 2
     message: dict = {"cmd": args[1]}
     if args[1] == "set-policy":
-        if len(args) != 3:
-            print("request-key-daemon: set-policy needs a PATH", file=sys.stderr)
-            return 2
         message["path"] = str(Path(args[2]).resolve())
     try:
         answer = request(Path(args[0]), message)

@@ -3,6 +3,9 @@
 Standard library only at import time (``setup`` runs before the venv
 exists); each command imports what it needs.  Every failure the user can
 act on is one line on stderr and a distinct exit code (errors.EXIT_*).
+The parser is kcont's shared one (kcont.one_line_parser, standard library
+only too), so the Makefile puts the checkout itself on PYTHONPATH beside
+``vm`` for the runs before the project is installed.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from kcont_vm.errors import EXIT_USAGE, KcontVmError
+from kcont.one_line_parser import OneLineParser
+from kcont_vm.errors import KcontVmError
 from kcont_vm.paths import DEFAULT_PROFILE, PROFILES
 
 KEYUTILS_MODES = ("include", "only", "skip")
@@ -33,19 +37,10 @@ exit codes: 0 ok, 1 tests failed, 2 usage, 3 setup, 4 build,
 """
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one line, not a usage dump."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
-
-
-def make_parser() -> argparse.ArgumentParser:
+def make_parser() -> OneLineParser:
     parser = OneLineParser(prog="kcont-vm", description="Build the kcont kernel series and "
-                           "run commands and the test suite in QEMU.", epilog=EPILOG,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+                           "run commands and the test suite in QEMU.", epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True)
 
     def profile_opt(p: argparse.ArgumentParser) -> None:
         p.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE,

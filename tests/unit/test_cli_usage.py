@@ -1,0 +1,95 @@
+"""Every kcont command line reports a usage error as one line on stderr
+and exits 2 (kcont.one_line_parser), run as the user runs it: a fresh
+interpreter, the real entry module, a bad option."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kcont.one_line_parser import EXIT_USAGE, OneLineParser
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _upcallsnoop_is_one_line() -> bool:
+    from kcont.probes.upcallsnoop import make_parser
+
+    return isinstance(make_parser(), OneLineParser)
+
+
+# (program name, module run with -m, argv that is wrong)
+TOOLS = [
+    ("kcont", "kcont.cli", ["--frobnicate"]),
+    ("kcont run", "kcont.cli", ["run", "--frobnicate", "--", "true"]),
+    ("kcont ls", "kcont.cli", ["ls", "--frobnicate"]),
+    ("kcont run", "kcont.cli", ["run", "--ns", "pid,bogus", "--", "true"]),
+    ("kcont run", "kcont.cli", ["run"]),
+    ("request-key-daemon", "request_key_daemon.cli", ["--frobnicate"]),
+    ("request-key-daemon", "request_key_daemon.cli", []),
+    ("request-key-daemon", "request_key_daemon.cli", ["--ctl", "/run/x.sock"]),
+    ("request-key-daemon", "request_key_daemon.cli", ["--ctl", "/run/x.sock", "set-policy"]),
+    ("kcont-vm", "kcont_vm", ["--frobnicate"]),
+    ("kcont-vm run", "kcont_vm", ["run", "--frobnicate"]),
+    pytest.param("kcont-upcallsnoop", "kcont.probes.upcallsnoop", ["--frobnicate"],
+                 marks=pytest.mark.xfail(not _upcallsnoop_is_one_line(), strict=True,
+                                         reason="kcont-upcallsnoop moves to OneLineParser "
+                                                "in its own change")),
+]
+
+
+def run_module(module: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'vm'}:{ROOT}")
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=False, timeout=60)
+
+
+@pytest.mark.parametrize("prog,module,args", TOOLS)
+def test_a_usage_error_is_one_line_and_exit_2(prog: str, module: str, args: list[str]) -> None:
+    result = run_module(module, args)
+    assert result.returncode == EXIT_USAGE, result
+    assert result.stdout == ""
+    assert result.stderr.endswith("\n") and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"{prog}: ")
+    assert result.stderr.rstrip().endswith(f"(see {prog} --help)")
+
+
+def test_help_is_not_an_error() -> None:
+    for module in ("kcont.cli", "request_key_daemon.cli", "kcont_vm"):
+        result = run_module(module, ["--help"])
+        assert result.returncode == 0 and result.stderr == "", (module, result)
+        assert result.stdout.startswith("usage: ")
+
+
+def test_kcont_vm_and_the_shared_parser_agree_on_the_usage_code() -> None:
+    from kcont_vm.errors import EXIT_USAGE as VM_USAGE
+
+    assert VM_USAGE == EXIT_USAGE == 2
+
+
+def _make_variable(name: str) -> str:
+    text = (ROOT / "Makefile").read_text()
+    match = re.search(rf"^{name} := (.*)$", text, re.MULTILINE)
+    assert match, f"Makefile has no {name}"
+    return match.group(1).replace("$(CURDIR)", str(ROOT)).replace("$(VENV)", ".venv")
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="needs Debian's python3")
+def test_make_setup_bootstraps_on_the_system_python() -> None:
+    """``make setup`` runs kcont-vm on Debian's interpreter, before the venv
+    or the project exist: the Makefile's PYTHONPATH must reach both
+    kcont_vm and the kcont.one_line_parser it imports."""
+    words = _make_variable("BOOTSTRAP").split()
+    env_words = [w for w in words if "=" in w and not w.startswith("-")]
+    argv = words[len(env_words):]
+    env = {"PATH": "/usr/bin:/bin", **dict(w.split("=", 1) for w in env_words)}
+    result = subprocess.run([*argv, "--frobnicate"], cwd="/", env=env, capture_output=True,
+                            text=True, check=False, timeout=60)
+    assert argv[0] == "/usr/bin/python3"
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert result.stderr.startswith("kcont-vm: ") and result.stderr.count("\n") == 1
