@@ -31,6 +31,8 @@ APT_PACKAGES = (
     "python3-ply", "python3-git",
     # the admission tests make a CA and a webhook certificate with openssl
     "openssl",
+    # the host tests render the generated man pages with `man -l`
+    "man-db",
     # the venv and the CFFI build
     "python3-venv", "python3-dev", "libffi-dev",
 )
@@ -122,6 +124,15 @@ def project_requirements(root: Path) -> list[str]:
     return [*project["dependencies"], *(req for name in sorted(extras) for req in extras[name])]
 
 
+def build_requirements(root: Path) -> list[str]:
+    """pyproject's [build-system] requires (setuptools, cffi, argparse-manpage
+    for the man pages): ``install_project`` builds without isolation, so the
+    venv must hold them; ``pip install .`` gets them from the same list."""
+    import tomllib
+
+    return list(tomllib.loads((root / "pyproject.toml").read_text())["build-system"]["requires"])
+
+
 def _pip(python: Path, args: list[str], what: str) -> None:
     result = subprocess.run([str(python), "-m", "pip", "install", "-q",
                              "--disable-pip-version-check", *args],
@@ -147,7 +158,7 @@ def ensure_venv() -> Path:
     if stamp.exists() and stamp.read_text() == digest:
         say("venv: dependencies present")
         return venv
-    requirements = project_requirements(root)
+    requirements = [*build_requirements(root), *project_requirements(root)]
     say("pip install " + " ".join(requirements))
     _pip(python, requirements, "dependencies")
     stamp.write_text(digest)
