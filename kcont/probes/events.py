@@ -1,22 +1,33 @@
-"""What upcallsnoop reports, as plain data: decoded events, and the trail
-of each upcall from its route to its end.
+"""What upcallsnoop reports, as plain data: decoded events and their
+column lines.
 
 Kept apart from the bcc loader so that the host tests and the guest
 tests read events the same way, and so that nothing here needs bcc.
+The per-key trails the probe tests group events into are test helpers:
+kcont.testing.trails.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kcont.namespaces import NS_KINDS
 
+# The event codes: EV_* in upcallsnoop.c.
 KINDS = {1: "route", 2: "assume", 3: "end", 4: "complete", 5: "timeout", 6: "helper"}
+# The route codes and names: KEY_UPCALL_* and show_key_upcall_route() in the
+# series' include/trace/events/keys.h (patch 0007).
 ROUTES = {0: "intercepted", 1: "helper", 2: "rejected"}
+# How an end event's key was completed: END_* in upcallsnoop.c.
+END_INSTANTIATE, END_REJECT = 0, 1
 REQUEST_KEY = "/sbin/request-key"
+# unshare(1)'s option letter for each kind, in NS_KINDS order: the NS column.
+NS_LETTERS = dict(zip(NS_KINDS, "uimpnCU", strict=True))
+# The width of --ns's list: seven 10-digit inode numbers and six commas.
+NS_FULL_WIDTH = 7 * 10 + 6
 
 
 class NsSet(ctypes.Structure):
@@ -45,7 +56,7 @@ def ns_dict(raw: Any) -> dict[str, int]:
 
 def end_result(kind: int, error: int) -> str:
     """instantiated, negated (ENOKEY) or rejected (any other error)."""
-    if kind == 0:
+    if kind == END_INSTANTIATE:
         return "instantiated"
     if error == -errno.ENOKEY:
         return "negated"
@@ -95,67 +106,94 @@ def disagreements(route: dict[str, Any]) -> list[str]:
     return wrong
 
 
-@dataclass
-class Trail:
-    """Everything seen of one upcall, keyed by its target key's serial."""
-
-    key: int
-    routes: list[dict[str, Any]] = field(default_factory=list)
-    assumes: list[dict[str, Any]] = field(default_factory=list)
-    ends: list[dict[str, Any]] = field(default_factory=list)
-    completes: list[dict[str, Any]] = field(default_factory=list)
-    timeouts: list[dict[str, Any]] = field(default_factory=list)
-    helpers: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def route(self) -> dict[str, Any]:
-        """The one route event (a test asserts there is exactly one)."""
-        if len(self.routes) != 1:
-            raise LookupError(f"key {self.key}: {len(self.routes)} route events")
-        return self.routes[0]
-
-    @property
-    def ended(self) -> bool:
-        return bool(self.ends or self.timeouts)
 
 
-def trails(events: list[dict[str, Any]]) -> dict[int, Trail]:
-    """Group events by key; helper spawns by the key on their argv."""
-    out: dict[int, Trail] = {}
-    plural = {"route": "routes", "assume": "assumes", "end": "ends", "complete": "completes",
-              "timeout": "timeouts", "helper": "helpers"}
-    for event in events:
-        name = plural.get(event["event"])
-        if name is None or (event["event"] == "helper"
-                            and not event["path"].endswith("request-key")):
+def init_namespaces(proc: Path = Path("/proc")) -> dict[str, int]:
+    """pid 1's namespaces, which the NS column compares against: the init
+    namespaces, as seen from where the tool runs.  A kind that cannot be
+    read is left out, and the column shows ``?`` for it."""
+    found = {}
+    for kind in NS_KINDS:
+        try:
+            found[kind] = (proc / "1" / "ns" / kind).stat().st_ino
+        except OSError:
             continue
-        trail = out.setdefault(event["key"], Trail(event["key"]))
-        getattr(trail, name).append(event)
-    return out
+    return found
 
 
-def format_line(event: dict[str, Any], start_ns: int) -> str:
-    """The column output: time, key, event, task, container, namespaces, detail."""
-    ns = ",".join(str(event["ns"][kind]) for kind in NS_KINDS)
-    detail = ""
+def ns_flags(event: dict[str, Any], init: dict[str, int]) -> str:
+    """The NS column: for each kind in NS_KINDS, ``-`` if the task is in
+    pid 1's namespace, its unshare(1) letter if not, ``!`` if the
+    tracepoint reported another namespace than task_struct holds.  Seven
+    characters, so a developer sees at a glance which namespaces a task
+    has of its own without reading seven inode numbers."""
+    disagree = set(event.get("disagree", ()))
+    flags = []
+    for kind in NS_KINDS:
+        if kind in disagree:
+            flags.append("!")
+        elif kind not in init:
+            flags.append("?")
+        else:
+            flags.append("-" if event["ns"][kind] == init[kind] else NS_LETTERS[kind])
+    return "".join(flags)
+
+
+def errno_name(error: int) -> str:
+    """ENOKEY for 126 (or -126): the name a kernel developer greps for."""
+    return errno.errorcode.get(abs(error), str(abs(error)))
+
+
+def detail(event: dict[str, Any]) -> str:
+    """The last column.  Fixed-width words first; the one field of
+    unbounded length (a route's type:description) last and never
+    truncated, as bcc's execsnoop prints ARGS."""
     kind = event["event"]
     if kind == "route":
-        detail = (f"{event['type']}:{event['description']} {event['route']} "
-                  f"record={event['record_container']}")
+        route = event["route"]
+        where = f"ctr{event['record_container']}" if route == "intercepted" else route
+        text = f"{where} {event['type']}:{event['description']}"
         if event["disagree"]:
-            detail += " DISAGREE(" + ",".join(event["disagree"]) + ")"
-    elif kind == "end":
-        detail = f"{event['result']} {event['latency_ns'] / 1e6:.3f}ms"
-    elif kind == "complete":
-        detail = f"result={event['result']} {event['latency_ns'] / 1e6:.3f}ms"
-    elif kind == "timeout":
-        detail = f"record={event['record_container']}"
-    elif kind == "helper":
-        detail = event["path"]
-    when = (event["ts_ns"] - start_ns) / 1e9
-    return (f"{when:<10.6f} {event.get('key', 0):<10} {kind:<8} {event['pid']:<7} "
-            f"{event['comm']:<16} {event['container']:<5} {ns} {detail}")
+            text += " DISAGREE(" + ",".join(event["disagree"]) + ")"
+        return text
+    if kind == "end":
+        result = event["result"]
+        if result.startswith("rejected"):
+            result = errno_name(event["error"])
+        return f"{result} {event['latency_ns'] / 1e6:.3f}ms"
+    if kind == "complete":
+        result = "ok" if event["result"] == 0 else errno_name(event["result"])
+        return f"{result} {event['latency_ns'] / 1e6:.3f}ms"
+    if kind == "timeout":
+        return f"ctr{event['record_container']}"
+    if kind == "helper":
+        return str(event["path"])
+    return ""
 
 
-HEADER = (f"{'TIME(s)':<10} {'KEY':<10} {'EVENT':<8} {'PID':<7} {'COMM':<16} {'CTR':<5} "
-          f"NS({','.join(NS_KINDS)}) DETAIL")
+def header(timestamp: bool = False, full_ns: bool = False) -> str:
+    """The column header matching ``format_line`` with the same options."""
+    ns = f"NS({','.join(NS_KINDS)})" if full_ns else "NS"
+    return (("TIME(s)  " if timestamp else "")
+            + f"{'KEY':<10} {'EVENT':<8} {'PID':<6} {'COMM':<15} {'CTR':<3} "
+            + f"{ns:<{NS_FULL_WIDTH if full_ns else len(NS_KINDS)}} DETAIL")
+
+
+def format_line(event: dict[str, Any], init: dict[str, int], start_ns: int = 0,
+                timestamp: bool = False, full_ns: bool = False) -> str:
+    """One event as a column line: [time], key, event, pid, comm, container,
+    namespaces, detail.  The default fits 80 columns for the descriptions
+    a system requests (see docs/upcallsnoop_example.txt); ``full_ns``
+    prints the seven inode numbers instead of the NS flags."""
+    if full_ns:
+        ns = ",".join(str(event["ns"][kind]) for kind in NS_KINDS).ljust(NS_FULL_WIDTH)
+    else:
+        ns = ns_flags(event, init)
+    line = (f"{event.get('key', 0):<10} {event['event']:<8} {event['pid']:<6} "
+            f"{event['comm']:<15.15} {event['container']:<3} {ns} {detail(event)}")
+    if timestamp:
+        line = f"{(event['ts_ns'] - start_ns) / 1e9:<8.3f} " + line
+    return line.rstrip()
+
+
+HEADER = header()

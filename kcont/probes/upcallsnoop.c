@@ -22,8 +22,23 @@
  *                           a usermode helper starting, in the task that
  *                           will exec it: the namespaces it runs in.
  *
- * Only keys seen at a route are followed (the routed map), so keyrings
- * and authorisation keys instantiated by the kernel are not reported.
+ * Only keys seen at a route are followed (the routed and followed maps),
+ * so keyrings and authorisation keys instantiated by the kernel are not
+ * reported.
+ *
+ * Filters: upcallsnoop.py puts #defines before this text, as bcc's tools
+ * substitute FILTER_PID, so that `kcont-upcallsnoop --ebpf` prints what is
+ * compiled and an unwanted route costs no ring-buffer record:
+ *
+ *  FILTER_CONTAINER n     only routes whose requester is in container n
+ *                         (as read from task_struct here);
+ *  FILTER_TYPE_MATCH(t)   only routes whose key type, the bounded string t,
+ *                         is the one asked for: a byte-by-byte comparison,
+ *                         terminating NUL included, with numeric bytes only.
+ *
+ * A key that fails the filter is not followed, so its later events are
+ * dropped too; helper events, which are otherwise all reported, then
+ * follow the key serial on the helper's argv.
  */
 #include <linux/containers.h>
 #include <linux/cred.h>
@@ -48,6 +63,10 @@
 
 #define END_INSTANTIATE	0
 #define END_REJECT	1
+
+#if defined(FILTER_CONTAINER) || defined(FILTER_TYPE_MATCH)
+#define FILTERED	1
+#endif
 
 struct ns_set {
 	u32 uts, ipc, mnt, pid, net, cgroup, user;
@@ -80,7 +99,10 @@ struct pending_end {
 };
 
 BPF_RINGBUF_OUTPUT(events, 64);
-BPF_HASH(routed, s32, u64, 65536);		/* key serial -> route time */
+BPF_HASH(routed, s32, u64, 65536);		/* key serial -> route time, until its end */
+/* Key serial -> 1 from its route on, past its end: complete and timeout
+ * come after the end (when the authorisation key goes). */
+BPF_TABLE("lru_hash", s32, u8, followed, 65536);
 BPF_HASH(assuming, u32, s32, 4096);		/* tid -> target serial */
 BPF_HASH(ending, u32, struct pending_end, 4096);	/* tid -> key */
 BPF_PERCPU_ARRAY(scratch, struct event, 1);
@@ -166,12 +188,23 @@ TRACEPOINT_PROBE(keys, key_upcall_route)
 {
 	struct event *e = new_event(EV_ROUTE);
 	s32 key = args->key;
+	u8 one = 1;
 	u64 now;
 
 	if (!e)
 		return 0;
+	TP_DATA_LOC_READ_STR(e->type, type, sizeof(e->type));
+#ifdef FILTER_TYPE_MATCH
+	if (!FILTER_TYPE_MATCH(e->type))
+		return 0;
+#endif
+#ifdef FILTER_CONTAINER
+	if (e->container != FILTER_CONTAINER)
+		return 0;
+#endif
 	now = e->ts;
 	routed.update(&key, &now);
+	followed.update(&key, &one);
 	e->key = key;
 	e->route = args->route;
 	e->tp_container = args->container_id;
@@ -183,7 +216,6 @@ TRACEPOINT_PROBE(keys, key_upcall_route)
 	e->tp_ns.net = args->net;
 	e->tp_ns.cgroup = args->cgroup;
 	e->tp_ns.user = args->user;
-	TP_DATA_LOC_READ_STR(e->type, type, sizeof(e->type));
 	TP_DATA_LOC_READ_STR(e->desc, description, sizeof(e->desc));
 	events.ringbuf_output(e, sizeof(*e), 0);
 	return 0;
@@ -191,11 +223,15 @@ TRACEPOINT_PROBE(keys, key_upcall_route)
 
 TRACEPOINT_PROBE(keys, key_upcall_complete)
 {
-	struct event *e = new_event(EV_COMPLETE);
+	s32 key = args->key;
+	struct event *e;
 
+	if (!followed.lookup(&key))
+		return 0;
+	e = new_event(EV_COMPLETE);
 	if (!e)
 		return 0;
-	e->key = args->key;
+	e->key = key;
 	e->record_container = args->record_container_id;
 	e->result = args->result;
 	e->latency_ns = args->latency_ns;
@@ -205,11 +241,15 @@ TRACEPOINT_PROBE(keys, key_upcall_complete)
 
 TRACEPOINT_PROBE(keys, key_upcall_timeout)
 {
-	struct event *e = new_event(EV_TIMEOUT);
+	s32 key = args->key;
+	struct event *e;
 
+	if (!followed.lookup(&key))
+		return 0;
+	e = new_event(EV_TIMEOUT);
 	if (!e)
 		return 0;
-	e->key = args->key;
+	e->key = key;
 	e->record_container = args->record_container_id;
 	events.ringbuf_output(e, sizeof(*e), 0);
 	return 0;
@@ -296,6 +336,21 @@ int on_end_return(struct pt_regs *ctx)
 	return 0;
 }
 
+/* A decimal key serial, as /sbin/request-key gets it in argv[2]; 0 if none. */
+static __always_inline s32 parse_serial(const char *s)
+{
+	u32 n = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 11; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			break;
+		n = n * 10 + (s[i] - '0');
+	}
+	return (s32)n;
+}
+
 int on_helper(struct pt_regs *ctx, struct subprocess_info *info)
 {
 	struct event *e = new_event(EV_HELPER);
@@ -313,6 +368,14 @@ int on_helper(struct pt_regs *ctx, struct subprocess_info *info)
 		if (arg)
 			bpf_probe_read_kernel_str(e->arg, sizeof(e->arg), arg);
 	}
+#ifdef FILTERED
+	{
+		s32 key = parse_serial(e->arg);
+
+		if (!followed.lookup(&key))
+			return 0;
+	}
+#endif
 	events.ringbuf_output(e, sizeof(*e), 0);
 	return 0;
 }

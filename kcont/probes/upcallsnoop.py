@@ -4,7 +4,12 @@ The bcc program is upcallsnoop.c, next to this file.  It reads each task's
 container and namespaces from task_struct itself and reports them next to
 what the kcont tracepoints say, so a routing bug and a lying tracepoint
 both show.  Needs root, bcc (Debian's python3-bpfcc) and a kernel with the
-kcont series, BPF, kprobes and CONFIG_IKHEADERS.
+kcont series, BPF, kprobes and CONFIG_IKHEADERS; ``--ebpf`` needs none of
+them.
+
+As in bcc's own tools, the -t and -c filters are compiled into the BPF
+text (#defines before it), not applied here: an upcall that is not wanted
+costs no ring-buffer record and no Python.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import re
 import signal
 import sys
 import time
@@ -19,27 +25,62 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kcont.probes.events import HEADER, RawEvent, decode, format_line
+from kcont.one_line_parser import OneLineParser
+from kcont.probes.events import RawEvent, decode, format_line, header, init_namespaces
 
+PROG = "kcont-upcallsnoop"
 SOURCE = Path(__file__).with_name("upcallsnoop.c")
 READY = "Tracing request_key upcalls... Ctrl-C to end."
+# The tracepoint the kcont series adds (patch 0007); without it nothing
+# here can attach.
+TRACEPOINT = ("keys", "key_upcall_route")
+NO_TRACEPOINT = (f"{PROG}: this kernel has no keys:key_upcall_route tracepoint "
+                 "(the kcont series is not applied)")
+
+# A key type name as keyctl(2) passes it: at most 31 bytes (the kernel
+# copies it into a 32-byte buffer, as the probe does into event.type).
+# Every type in the tree is letters, digits, '_', '.' and '-'; anything
+# else (a quote, a backslash, a newline) is refused before it reaches C.
+TYPE_MAX = 31
+TYPE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+CONTAINER_MAX = (1 << 64) - 1
 
 EXAMPLES = """examples:
-  kcont-upcallsnoop                  # one line per upcall event, in columns
-  kcont-upcallsnoop --json           # one JSON object per event (for tests)
+  kcont-upcallsnoop                  # one line per upcall event
+  kcont-upcallsnoop -T               # with a time column
+  kcont-upcallsnoop --ns             # the namespaces' inode numbers, not flags
+  kcont-upcallsnoop --json           # one JSON object per event, every field
   kcont-upcallsnoop -t dns_resolver  # only upcalls for one key type
-  kcont-upcallsnoop -c 3 -d 10       # requesters in container 3, for 10 seconds
+  kcont-upcallsnoop -c 3 -d 10       # requesters in container 3, for 10 s
+  kcont-upcallsnoop --ebpf -t user   # print the BPF program and exit
 
-events, one line each, all with the task's pid, comm, container and the
-inode numbers of its uts, ipc, mnt, pid, net, cgroup and user namespaces:
-  route     the requester, at the routing decision: key type:description,
-            intercepted / helper / rejected, the record's container;
+columns:
+  KEY     the target key's serial: one upcall, from its route to its end
+  PID     the task at the event (tgid); COMM its name
+  CTR     the task's container id, read from task_struct
+  NS      uts ipc mnt pid net cgroup user: '-' the same as pid 1's, the
+          unshare(1) letter (u i m p n C U) if the task has its own,
+          '!' the tracepoint reported another one than task_struct holds
+  DETAIL  per event, below; a route's key type:description comes last
+
+events:
+  route     the requester, at the routing decision: ctrN (intercepted by a
+            record of container N), helper or rejected, then type:description;
             DISAGREE(...) if the tracepoint's account differs from task_struct
   assume    a task took the authority over the key (the serving task)
-  end       a task instantiated, negated or rejected it, with the latency
+  end       a task instantiated, negated or rejected it (errno), and the
+            latency since the route
   complete  the kernel's own account of an intercepted request's end
-  timeout   nobody served it within kernel.keys.intercept_timeout
-  helper    /sbin/request-key starting, in the namespaces it will run in
+            (ok or errno), with the latency since delivery
+  timeout   nobody served it within kernel.keys.intercept_timeout; ctrN
+            is the record's container
+  helper    a usermode helper (/sbin/request-key) starting, in the
+            namespaces it will run in
+
+-t and -c are compiled into the BPF program (see --ebpf): a key that does
+not pass is not followed, and its later events are not reported either.
+exit status: 0 done, 1 cannot trace (no bcc, not the kcont kernel, attach
+failed), 2 usage error.
 """
 
 KPROBES = (("keyctl_assume_authority", "on_assume", "on_assume_return"),
@@ -48,17 +89,89 @@ KPROBES = (("keyctl_assume_authority", "on_assume", "on_assume_return"),
            ("call_usermodehelper_exec_async", "on_helper", None))
 
 
+def key_type(value: str) -> str:
+    """-t's value, only if it can be a key type name; the error names it
+    with repr(), so a newline in it cannot break the one-line message."""
+    if len(value.encode()) > TYPE_MAX:
+        raise argparse.ArgumentTypeError(
+            f"key type {value!r} is longer than the kernel's {TYPE_MAX} bytes")
+    if not TYPE_NAME.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a key type name (letters, digits, '_', '.', '-')")
+    return value
+
+
+def container_id(value: str) -> int:
+    """-c's value: a container id, a u64."""
+    try:
+        number = int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a container id") from None
+    if not 0 <= number <= CONTAINER_MAX:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a container id (a u64)")
+    return number
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The command line; the man page is generated from it."""
+    parser = OneLineParser(
+        prog=PROG, epilog=EXAMPLES,
+        description="Trace request_key() upcalls: where each went and who served it.")
+    parser.add_argument("-T", "--timestamp", action="store_true",
+                        help="include a time column (seconds since the tool started)")
+    parser.add_argument("-t", "--type", type=key_type, metavar="TYPE",
+                        help="only upcalls for this key type (compiled into the BPF)")
+    parser.add_argument("-c", "--container", type=container_id, metavar="ID",
+                        help="only upcalls whose requester is in this container "
+                             "(compiled into the BPF)")
+    parser.add_argument("-d", "--duration", type=float, metavar="SECONDS",
+                        help="stop after this many seconds")
+    parser.add_argument("--ns", action="store_true",
+                        help="print each task's seven namespace inode numbers")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per line, with every field")
+    parser.add_argument("--ebpf", action="store_true",
+                        help="print the BPF program (filters included) and exit")
+    return parser
+
+
+def filter_defines(key_type: str | None, container: int | None) -> str:
+    """The #defines that turn upcallsnoop.c's filters on (none: none on).
+
+    The type is compared byte by byte, its terminating NUL included, and
+    written as numbers: the text of -t never becomes C.
+    """
+    lines = []
+    if container is not None:
+        lines.append(f"#define FILTER_CONTAINER {int(container)}ULL")
+    if key_type is not None:
+        name = key_type.encode()
+        if len(name) > TYPE_MAX:
+            raise ValueError(f"key type longer than {TYPE_MAX} bytes")
+        tests = [f"(t)[{i}] == {byte:#04x}" for i, byte in enumerate([*name, 0])]
+        lines.append("#define FILTER_TYPE_MATCH(t) (" + " && ".join(tests) + ")")
+    if not lines:
+        return ""
+    return "/* kcont-upcallsnoop's filters */\n" + "\n".join(lines) + "\n\n"
+
+
+def bpf_text(key_type: str | None = None, container: int | None = None) -> str:
+    """The program BPF() compiles: upcallsnoop.c after the filters."""
+    return filter_defines(key_type, container) + SOURCE.read_text()
+
+
 class UpcallSnoop:
     """The compiled and attached program; ``poll()`` hands decoded events on."""
 
-    def __init__(self, on_event: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, text: str, on_event: Callable[[dict[str, Any]], None]) -> None:
         from bcc import BPF  # Debian's python3-bpfcc: only where the probes run
 
-        self.bpf = BPF(src_file=str(SOURCE).encode())
+        self.bpf = BPF(text=text.encode())
         for function, entry, ret in KPROBES:
             self.bpf.attach_kprobe(event=function, fn_name=entry)
             if ret:
                 self.bpf.attach_kretprobe(event=function, fn_name=ret)
+
         def deliver(_ctx: object, data: int, size: int) -> None:
             if size < ctypes.sizeof(RawEvent):
                 return
@@ -73,58 +186,43 @@ class UpcallSnoop:
         self.bpf.cleanup()
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kcont-upcallsnoop", epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Trace request_key() upcalls: where each went and who served it.")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("-t", "--type", help="only upcalls for this key type")
-    parser.add_argument("-c", "--container", type=int,
-                        help="only upcalls whose requester is in this container")
-    parser.add_argument("-d", "--duration", type=float, help="stop after this many seconds")
-    return parser
+def has_tracepoint() -> bool:
+    """Whether this kernel has the series' route tracepoint (bcc's check,
+    as its tools make before they attach to an optional tracepoint)."""
+    from bcc import BPF
 
-
-class Filter:
-    """-t and -c select routes; the key's later events follow its route."""
-
-    def __init__(self, key_type: str | None, container: int | None) -> None:
-        self.key_type = key_type
-        self.container = container
-        self.keys: set[int] = set()
-
-    def __call__(self, event: dict[str, Any]) -> bool:
-        if self.key_type is None and self.container is None:
-            return True
-        if event["event"] == "route":
-            if (self.key_type in (None, event["type"])
-                    and self.container in (None, event["container"])):
-                self.keys.add(event["key"])
-                return True
-            return False
-        return event.get("key") in self.keys
+    return bool(BPF.tracepoint_exists(*TRACEPOINT))
 
 
 def main(argv: list[str] | None = None) -> int:
     opts = make_parser().parse_args(argv)
-    wanted = Filter(opts.type, opts.container)
-    start = time.monotonic_ns()
+    text = bpf_text(opts.type, opts.container)
+    if opts.ebpf:
+        print(text, end="")
+        return 0
+    try:
+        present = has_tracepoint()
+    except ImportError:
+        print(f"{PROG}: bcc is not importable (apt install python3-bpfcc, and a "
+              "venv made with --system-site-packages)", file=sys.stderr)
+        return 1
+    if not present:
+        print(NO_TRACEPOINT, file=sys.stderr)
+        return 1
+    init = init_namespaces()
+    start = time.monotonic_ns()  # bpf_ktime_get_ns() is CLOCK_MONOTONIC too
 
     def show(event: dict[str, Any]) -> None:
-        if not wanted(event):
-            return
-        line = json.dumps(event, sort_keys=True) if opts.json else format_line(event, start)
+        if opts.json:
+            line = json.dumps(event, sort_keys=True)
+        else:
+            line = format_line(event, init, start, opts.timestamp, opts.ns)
         print(line, flush=True)
 
     try:
-        snoop = UpcallSnoop(show)
-    except ImportError:
-        print("kcont-upcallsnoop: bcc is not importable (apt install python3-bpfcc, and a "
-              "venv made with --system-site-packages)", file=sys.stderr)
-        return 2
+        snoop = UpcallSnoop(text, show)
     except Exception as err:  # bcc raises plain Exception for compile/attach errors
-        print(f"kcont-upcallsnoop: cannot attach: {err}", file=sys.stderr)
+        print(f"{PROG}: cannot attach: {err}", file=sys.stderr)
         return 1
     stop = False
 
@@ -135,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, finish)
     signal.signal(signal.SIGTERM, finish)
     if not opts.json:
-        print(HEADER, flush=True)
+        print(header(opts.timestamp, opts.ns), flush=True)
     print(READY, file=sys.stderr, flush=True)
     deadline = None if opts.duration is None else time.monotonic() + opts.duration
     while not stop and (deadline is None or time.monotonic() < deadline):

@@ -35,8 +35,9 @@ from upcall_probe import Snoop, Window
 
 from kcont.container import Container, Flag
 from kcont.keys import Keyring
-from kcont.probes.events import NS_KINDS, Trail
+from kcont.namespaces import NS_KINDS
 from kcont.testing import routing_model as model
+from kcont.testing.trails import Trail
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -18,8 +18,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from kcont.probes.events import Trail, trails
 from kcont.probes.upcallsnoop import READY
+from kcont.testing.trails import Trail, trails
 
 ATTACH_TIMEOUT = 600.0
 
