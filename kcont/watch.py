@@ -106,7 +106,8 @@ class WatchQueue:
     def __init__(self, slots: int = 256, key_only: bool = True) -> None:
         fds = ffi.new("int[2]")
         check("pipe2(O_NOTIFICATION_PIPE)", lib.kcont_notification_pipe(fds, os.O_CLOEXEC))
-        self.fd, self._write_fd = fds[0], fds[1]
+        self.fd: int = fds[0]
+        self._write_fd: int = fds[1]
         try:
             check("IOC_WATCH_QUEUE_SET_SIZE", lib.kcont_watch_queue_set_size(self.fd, slots))
             if key_only:
