@@ -16,6 +16,7 @@ from types import TracebackType
 from kcont import upcalls
 from kcont._binding import check, ffi, lib, oserror
 from kcont.namespaces import NS_KINDS
+from kcont.proc import unescape
 
 NAME_MAX = lib.CONTAINER_NAME_MAX
 INIT_ID = lib.CONTAINER_INIT_ID
@@ -63,7 +64,8 @@ def namespace_flags(names: Iterable[str]) -> Flag:
 def create_raw(name: str | bytes | None, flags: int, spare3: int = 0, spare4: int = 0,
                spare5: int = 0) -> int:
     """container_create() as the kernel sees it; None passes a NULL name."""
-    cname = ffi.NULL if name is None else (name.encode() if isinstance(name, str) else name)
+    cname = ffi.NULL if name is None else (
+        name.encode("utf-8", "surrogateescape") if isinstance(name, str) else name)
     return check("container_create", lib.kcont_container_create(cname, flags, spare3, spare4,
                                                                 spare5))
 
@@ -74,13 +76,20 @@ def fork_into(fd: int) -> int:
 
 
 def fdinfo(fd: int, pid: int | str = "self") -> dict[str, str]:
-    """The container_* fields of /proc/PID/fdinfo/FD."""
+    """The container_* fields of /proc/PID/fdinfo/FD, as the kernel wrote
+    them: ``name`` is still escaped (``kcont.proc.unescape`` undoes it).
+
+    Read as bytes and split at the kernel's own separators (one tab after
+    the colon, the newline), never at other whitespace: a name is bytes,
+    and one that ends in a no-break space, or is not UTF-8, must survive.
+    """
     fields = {}
-    with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+    with open(f"/proc/{pid}/fdinfo/{fd}", "rb") as info:
         for line in info:
-            key, _, value = line.partition(":")
-            if key.startswith("container_"):
-                fields[key.removeprefix("container_")] = value.strip()
+            key, _, value = line.partition(b":")
+            if key.startswith(b"container_"):
+                fields[key.removeprefix(b"container_").decode()] = value.removeprefix(
+                    b"\t").removesuffix(b"\n").decode("utf-8", "surrogateescape")
     return fields
 
 
@@ -138,8 +147,8 @@ class Container:
 
     @property
     def name(self) -> str:
-        raw = fdinfo(self.fd)["name"]
-        return raw.encode().decode("unicode_escape")
+        """The name given at creation (non-ASCII, spaces and all)."""
+        return unescape(fdinfo(self.fd)["name"])
 
     @property
     def trusted(self) -> bool:

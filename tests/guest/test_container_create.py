@@ -12,7 +12,7 @@ from containers import errno_in_child, in_container, ns_inodes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kcont import _binding
+from kcont import _binding, proc
 from kcont.container import NAME_MAX, NAMESPACE_FLAGS, Container, Flag, create_raw, fdinfo
 from kcont.namespaces import NS_KINDS
 
@@ -33,6 +33,21 @@ def test_create_gives_a_container_fd() -> None:
         info = fdinfo(c.fd)
         assert c.name == "kc-basic" and c.id > 1
         assert info["flags"] == "----" and info["members"] == "0"
+
+
+@pytest.mark.parametrize("name", ["café", "kc a\\b", "kc\ttab\nline", "名前 \\134",
+                                  b"kc-\xff\xfe-not-utf8"],
+                         ids=["non-ascii", "space-backslash", "tab-newline", "escape-lookalike",
+                              "not-utf8"])
+def test_name_round_trips_through_fdinfo_and_proc(name: str | bytes) -> None:
+    """What the kernel escapes comes back as given: through the fd's
+    fdinfo (Container.name) and, where its line can carry the name (no
+    newline: /proc/containers prints one as it is), /proc/containers."""
+    expected = name if isinstance(name, str) else name.decode("utf-8", "surrogateescape")
+    with Container.from_fd(create_raw(name, Flag.FD_CLOEXEC)) as c:
+        assert c.name == expected
+        if "\n" not in expected:
+            assert {row.id: row.name for row in proc.read()}[c.id] == expected
 
 
 @pytest.mark.parametrize("flag", list(KIND_OF_FLAG), ids=lambda f: f.name)
