@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 EXIT_USAGE = 2
 
@@ -27,7 +28,7 @@ class _SubcommandAction(argparse._SubParsersAction):  # type: ignore[type-arg]
     """
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: object, option_string: str | None = None) -> None:
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
         super().__call__(parser, namespace, values, option_string)
         extras = getattr(namespace, argparse._UNRECOGNIZED_ARGS_ATTR, None)
         if extras and isinstance(values, list) and values:
@@ -43,14 +44,15 @@ class OneLineParser(argparse.ArgumentParser):
     program name (``kcont run: ...``), unknown options included.
     """
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)
         self.register("action", "parsers", _SubcommandAction)
 
-    def add_subparsers(self, **kwargs: object) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+    def add_subparsers(self, **kwargs: Any) -> argparse._SubParsersAction[Any]:
         kwargs.setdefault("parser_class", type(self))
-        return super().add_subparsers(**kwargs)  # type: ignore[arg-type]
+        subparsers: argparse._SubParsersAction[Any] = super().add_subparsers(**kwargs)
+        return subparsers
 
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
