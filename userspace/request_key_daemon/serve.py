@@ -104,8 +104,10 @@ def end_unanswered(target: int) -> str:
     """Negate ``target`` if it is still under construction (authority held);
     reject it if negating fails.  Returns the verb for the log line:
     "negated", or "gone" if the request had ended already."""
-    for answer in (lambda: negate(target, NEGATE_TIMEOUT),
-                   lambda: reject(target, errno.ENOKEY, NEGATE_TIMEOUT)):
+    answers: tuple[Callable[[], None], ...] = (
+        lambda: negate(target, NEGATE_TIMEOUT),
+        lambda: reject(target, errno.ENOKEY, NEGATE_TIMEOUT))
+    for answer in answers:
         try:
             answer()
         except OSError as err:
