@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from kcont import upcalls
 from kcont.container import fdinfo
@@ -104,7 +105,7 @@ class Daemon:
         except Exception as err:   # the pool is shut down or broken: end it here
             self._done(auth, self.server.abandon(auth, err))
             return
-        future.add_done_callback(lambda f, a=auth: self._finished(a, f))
+        future.add_done_callback(lambda f: self._finished(auth, f))
 
     def _finished(self, auth: int, future: Future[Outcome]) -> None:
         try:
@@ -164,7 +165,7 @@ class Daemon:
         log.info("policy reloaded from %s", self.policy_path)
         return None
 
-    def control(self, request: dict, who: tuple[int, int, int]) -> dict:
+    def control(self, request: dict[str, Any], who: tuple[int, int, int]) -> dict[str, Any]:
         """Answer one control-socket request (see control.py)."""
         cmd = request["cmd"]
         with self.lock:
