@@ -194,7 +194,7 @@ def ctl(args: list[str]) -> int:
 
     from request_key_daemon.control import ProtocolError, request
 
-    message: dict = {"cmd": args[1]}
+    message: dict[str, str] = {"cmd": args[1]}
     if args[1] == "set-policy":
         message["path"] = str(Path(args[2]).resolve())
     try:
