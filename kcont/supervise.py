@@ -14,6 +14,7 @@ the command cannot be executed or found, else the command's status.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -89,7 +90,8 @@ def _init(container_fd: int, cmd: Sequence[str], daemon_args: Sequence[str]) -> 
 
 def run_with_daemon(container: Container, cmd: Sequence[str],
                     daemon_args: Sequence[str]) -> int:
-    """Fork the supervising init into ``container``; its exit status."""
+    """Fork the supervising init into ``container``; kcont run's exit code
+    (kcont.exit_codes), which the init passes on."""
     pid = container.fork()
     if pid == 0:
         code = EXIT_CANCELED
@@ -98,5 +100,9 @@ def run_with_daemon(container: Container, cmd: Sequence[str],
         except BaseException as err:  # the init must exit, never return into kcont's main
             print(f"kcont run: init: {err!r}", file=sys.stderr)
         finally:
+            # os._exit skips Python's flush: what the init printed must get out
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
             os._exit(code)
     return wait_status(container.wait(pid))
