@@ -33,12 +33,13 @@ __all__ = ["EXIT_CANCELED", "EXIT_CANNOT_INVOKE", "EXIT_ENOENT", "EXIT_USAGE",
            "exec_failure", "wait_status"]
 
 
-def exec_failure(err_no: int) -> int:
+def exec_failure(err_no: int | None) -> int:
     """The exit code for an exec of CMD that failed with ``err_no``.
 
     Only "no such file" is 127; every other errno (EACCES, ENOEXEC,
     EISDIR, E2BIG, ENOMEM, ...) means CMD exists but cannot run: 126.
-    coreutils' env(1) draws the line in the same place.
+    coreutils' env(1) draws the line in the same place.  ``None`` (an
+    OSError's errno may be unset) is not ENOENT either.
     """
     return EXIT_ENOENT if err_no == errno.ENOENT else EXIT_CANNOT_INVOKE
 
