@@ -10,6 +10,7 @@ import importlib
 import os
 import shutil
 import subprocess
+import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -94,8 +95,12 @@ def test_kcont_pages_show_the_exit_codes() -> None:
 def test_the_installed_project_has_its_pages() -> None:
     """The venv's install (pip install -e ., from kcont-vm build) put each page
     in share/man/man1, where man finds it with MANPATH=.venv/share/man."""
-    files = metadata.distribution("kcont").files or []
-    installed = {f.name: f for f in files if f.parent.name == "man1"}
+    prefix = Path(sys.prefix).resolve()
+    # this interpreter's install, not a stray kcont.egg-info in the checkout
+    dists = [d for d in metadata.distributions(name="kcont")
+             if Path(str(d.locate_file(""))).resolve().is_relative_to(prefix)]
+    assert len(dists) == 1, f"kcont is not installed in {prefix}"
+    installed = {f.name: f for f in dists[0].files or [] if f.parent.name == "man1"}
     for path in PAGES:
         page = Path(path).name
         assert page in installed, f"{page} not installed (pages: {sorted(installed)})"
