@@ -1,7 +1,8 @@
-"""Host tests of the compiled binding and of the modules that import it at
-import time (kcont.container, keys, upcalls, watch, the daemon's serving
-half): no kernel is booted, but the binding must have been compiled
-against the series' uapi headers, which ``kcont-vm build`` installs.
+"""Host tests of what the build compiles: the binding, the modules that
+import it at import time (kcont.container, keys, upcalls, watch, the
+daemon's serving half) and the daemon's rk-exec helper.  No kernel is
+booted, but the binding must have been compiled against the series' uapi
+headers, which ``kcont-vm build`` installs before ``pip install -e .``.
 
 They run in their own pytest run, after the build: ``tests/unit`` blocks
 the binding for its whole process.

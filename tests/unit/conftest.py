@@ -1,8 +1,10 @@
-"""Host tests: pure parts of kcont and the harness, no patched kernel and no
-compiled binding needed (tests that need the binding are in tests/binding)."""
+"""Host tests: pure parts of kcont and the harness, needing no patched
+kernel and nothing the build compiles (the CFFI binding, rk-exec): tests
+that do are in tests/binding.  They run from a fresh clone."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +13,16 @@ import binding_block
 import pytest
 
 DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[2]
 # tests/: what host and guest tests share (the admission webhook).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(ROOT / "tests"))
 binding_block.block()
+# The interpreters the tests start (python -m request_key_daemon.cli, say)
+# find the source tree as this one does ([tool.pytest.ini_options]
+# pythonpath): on a fresh clone nothing is installed yet.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT), str(ROOT / "userspace"), str(ROOT / "vm"),
+     *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
 
 
 @pytest.fixture

@@ -93,21 +93,6 @@ def test_no_preexec_fn_in_the_daemon() -> None:
     assert users == []
 
 
-def test_rk_exec_reports_the_step_that_failed() -> None:
-    """rk-exec, on a key with no authority to assume (the host kernel, no
-    such request): exit 126 and one line naming the step, no exec."""
-    import subprocess
-
-    done = subprocess.run(handlers.helper_argv(1, b"/bin/true", (b"true",)),
-                          capture_output=True, check=False)
-    assert done.returncode == 126
-    assert done.stderr.decode().startswith("rk-exec: assume authority: ")
-    assert len(done.stderr.splitlines()) == 1
-    done = subprocess.run([str(handlers.EXEC_HELPER), "12x", "/bin/true", "true"],
-                          capture_output=True, check=False)
-    assert (done.returncode, done.stderr) == (126, b"rk-exec: bad key serial: 12x\n")
-
-
 def test_programs_get_request_keys_environment_and_directory(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """As the kernel starts /sbin/request-key: HOME=/ and the system PATH
