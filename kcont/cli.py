@@ -206,15 +206,10 @@ def format_json(rows: list[ContainerInfo]) -> str:
     return json.dumps([dataclasses.asdict(r) for r in rows])
 
 
-def read_containers() -> list[ContainerInfo]:
-    """/proc/containers, with names that are not UTF-8 kept byte for byte."""
+def cmd_ls(opts: argparse.Namespace) -> int:
     from kcont import proc
 
-    return proc.parse(proc.PROC_CONTAINERS.read_bytes().decode("utf-8", "surrogateescape"))
-
-
-def cmd_ls(opts: argparse.Namespace) -> int:
-    rows = read_containers()
+    rows = proc.read()  # names that are not UTF-8 kept byte for byte
     print(format_json(rows) if opts.json else format_table(rows))
     return 0
 

@@ -199,8 +199,9 @@ def test_the_installed_script_one_line_each() -> None:
 
 def test_ls_json_lists_the_kernel_s_containers(capfd: pytest.CaptureFixture[str]) -> None:
     """Every field of /proc/containers, for a container this test made;
-    its name holds a backslash (which the kernel escapes) and UTF-8."""
-    name = "kcont-json\\é"
+    its name holds a space and a tab (which the kernel leaves as they are),
+    a backslash (which it escapes) and UTF-8."""
+    name = "kcont json\t\\é"
     with Container(name, trusted=False) as box:
         code, out, err = kcont(capfd, "ls", "--json")
         ident = box.id

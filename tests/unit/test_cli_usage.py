@@ -44,7 +44,9 @@ TOOLS = [
 
 
 def run_module(module: str, args: list[str]) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'vm'}:{ROOT}")
+    # the source tree, as pytest's pythonpath has it: these run before any install
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        str(path) for path in (ROOT, ROOT / "userspace", ROOT / "vm")))
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=False, timeout=60)
 

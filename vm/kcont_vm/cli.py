@@ -14,9 +14,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from kcont.one_line_parser import OneLineParser
 from kcont_vm.errors import KcontVmError
-from kcont_vm.paths import DEFAULT_PROFILE, PROFILES
+from kcont_vm.paths import DEFAULT_PROFILE, PROFILES, repo_root
+
+try:
+    from kcont.one_line_parser import OneLineParser
+except ModuleNotFoundError as missing:
+    # ``PYTHONPATH=vm python3 -m kcont_vm`` from a checkout where nothing is
+    # installed yet: kcont is the checkout's own, beside vm/.
+    if missing.name != "kcont":
+        raise
+    sys.path.append(str(repo_root()))
+    from kcont.one_line_parser import OneLineParser
 
 KEYUTILS_MODES = ("include", "only", "skip")
 
