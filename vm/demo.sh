@@ -51,12 +51,13 @@ cat > "$demo/ask.sh" <<'ASK'
 mount --make-rprivate /
 mount --bind "$1" /etc/hosts
 hostname "$2"
-exec keyctl session - sh -c 'id=$(keyctl request2 dns_resolver db.internal "" @s) &&
-    echo "in $(hostname): dns_resolver db.internal -> $(keyctl pipe "$id")"'
+exec keyctl session - sh -c 'id=$(keyctl request2 dns_resolver db "" @s) &&
+    echo "in $(hostname): dns_resolver db -> $(keyctl pipe "$id")"'
 ASK
 chmod +x "$demo/ask.sh"
 # kcont-upcallsnoop watches the two upcalls: each routed to its own
 # container's record, served by key.dns_resolver inside that container.
+# -t is compiled into its BPF program; its lines fit 80 columns.
 kcont-upcallsnoop -t dns_resolver > "$demo/snoop.out" 2> "$demo/snoop.err" &
 snoop=$!
 until grep -q "^Tracing" "$demo/snoop.err" 2>/dev/null; do
@@ -65,7 +66,7 @@ until grep -q "^Tracing" "$demo/snoop.err" 2>/dev/null; do
 done
 for box in red:10.1.0.1 blue:10.2.0.2; do
     name=${box%%:*} addr=${box#*:}
-    printf '127.0.0.1 localhost\n%s db.internal\n' "$addr" > "$demo/hosts-$name"
+    printf '127.0.0.1 localhost\n%s db\n' "$addr" > "$demo/hosts-$name"
     echo "\$ kcont run --name $name --ns mnt,net,uts --untrusted --daemon --daemon-config $demo/conf -- ask.sh"
     kcont run --name "$name" --ns mnt,net,uts --untrusted --daemon \
         --daemon-config "$demo/conf" -- "$demo/ask.sh" "$demo/hosts-$name" "$name-box" 2>&1 |

@@ -15,19 +15,26 @@ hypothesis-drawn container trees, records and requests:
 
 With the series' fault switch making the routing ignore the UTS namespace,
 the same probe checks must fail: the probes catch the bug they exist for.
+
+The -t and -c filters, compiled into the BPF text, hide other key types
+and other containers' requesters, and a wanted key's later events
+(helper, end) still follow its route.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from agents import Agent
+from agents import Agent, request_in
 from hypothesis import given, settings
 from routing_world import Scenario, World, in_user_ns, scenarios
 from upcall_fixtures import fault_switch, marking_helper, sysctl, unique
@@ -36,6 +43,7 @@ from upcall_probe import Snoop, Window
 from kcont.container import Container, Flag
 from kcont.keys import Keyring
 from kcont.namespaces import NS_KINDS
+from kcont.probes import upcallsnoop
 from kcont.testing import routing_model as model
 from kcont.testing.trails import Trail
 
@@ -231,4 +239,60 @@ def test_the_probes_catch_a_filter_that_ignores_a_namespace(upcalls_seen: Window
     finally:
         requester.stop()
         server.stop()
+        box.close()
+
+
+def ebpf_as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+    """``kcont-upcallsnoop --ebpf`` as an unprivileged user: it must need
+    neither root nor a compile."""
+    def drop_root() -> None:
+        os.setgid(65534)
+        os.setuid(65534)
+
+    return subprocess.run([sys.executable, "-m", "kcont.probes.upcallsnoop", "--ebpf", *args],
+                          capture_output=True, text=True, preexec_fn=drop_root, timeout=120)
+
+
+def test_filters_compiled_into_the_bpf_hide_other_types_and_containers(
+        upcalls_seen: Window) -> None:
+    """``-t user -c BOX``: of a user request from BOX, a logon request from
+    BOX and a user request from the init container, only the first
+    reaches the tool's output, with its helper and end events (which the
+    BPF follows from the route).  The fixture's unfiltered snoop shows
+    that all three were routed, so the absent two were filtered out, not
+    missed.  The program compiled is the one --ebpf prints, which an
+    unprivileged user can print."""
+    Keyring.join_session()
+    box = Container("kcont-filter", ns=("uts",), trusted=True)
+    member = Agent(box)
+    try:
+        args = ("-t", "user", "-c", str(box.id))
+        ebpf = ebpf_as_nobody(*args)
+        assert ebpf.returncode == 0, ebpf.stderr
+        assert ebpf.stdout == upcallsnoop.bpf_text("user", box.id)
+        assert f"#define FILTER_CONTAINER {box.id}ULL" in ebpf.stdout
+        filtered = Snoop(*args)
+        try:
+            window = filtered.window()
+            wanted, other_type, other_ctr = unique("user"), unique("logon"), unique("user")
+            results = [member.request("user", wanted).result(),
+                       member.request("logon", other_type).result(),
+                       request_in(None, "user", other_ctr)]
+            everything = upcalls_seen.wait_ended([wanted, other_type, other_ctr])
+            assert set(everything) == {wanted, other_type, other_ctr}, (results, everything)
+            shown = window.wait_ended([wanted])
+            time.sleep(2.0)  # the other two's events, were they let through, are in by now
+            events = window.events()
+        finally:
+            filtered.close()
+        assert set(shown) == {wanted}, events
+        trail = shown[wanted]
+        key = trail.route["key"]
+        assert trail.route["container"] == box.id and trail.route["route"] == "helper"
+        assert len(trail.helpers) == 1 and trail.ends, "the key's later events were dropped"
+        strays = [e for e in events if e.get("key") != key]
+        assert not strays, strays
+        assert everything[wanted].route["key"] == key
+    finally:
+        member.stop()
         box.close()

@@ -1,4 +1,4 @@
-"""The probes, attached once per guest session, and each test's share of
+"""The probes, attached once per guest run, and each test's share of
 what they saw.
 
 kcont-upcallsnoop runs as its own process (``--json``), as a developer
@@ -27,9 +27,11 @@ ATTACH_TIMEOUT = 600.0
 class Snoop:
     """A running ``kcont-upcallsnoop --json`` and every event it printed."""
 
-    def __init__(self) -> None:
+    def __init__(self, *args: str) -> None:
+        """Start the tool with ``--json`` and ``args`` (filters), and wait
+        until it has attached."""
         self.proc = subprocess.Popen([sys.executable, "-m", "kcont.probes.upcallsnoop",
-                                      "--json"], stdout=subprocess.PIPE,
+                                      "--json", *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self.events: list[dict[str, Any]] = []
         self.errors: list[str] = []
