@@ -194,9 +194,10 @@ def start_daemon(box, confdir: Path, log: Path) -> int:  # type: ignore[no-untyp
         os.dup2(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), 2)
         os.set_inheritable(box.fd, True)
         os.set_inheritable(ready_w, True)
-        os.execv(sys.executable, [sys.executable, "-m", "request_key_daemon.cli",
-                                  "--container-fd", str(box.fd), "--ready-fd", str(ready_w),
-                                  "--workers", "16", "--config-dir", str(confdir)])
+        from request_key_daemon import launch
+
+        os.execv(sys.executable, launch.argv(box.fd, ready_w,
+                                             ["--workers", "16", "--config-dir", str(confdir)]))
     os.close(ready_w)
     wait_ready(ready_r, "request-key-daemon")
     return pid
