@@ -148,7 +148,10 @@ def cmd_run(opts: argparse.Namespace, cmd: list[str]) -> int:
                 raise  # fork_into_container failed: kcont's failure, not CMD's
             print(f"kcont run: {cmd[0]}: {err.strerror}", file=sys.stderr)
             return exec_failure(err.errno)
-        return wait_status(container.wait())
+        from kcont.forward_signals import forwarding_to
+
+        with forwarding_to(container.init_pid or 0):
+            return wait_status(container.wait())
 
 
 def admission_denied(opts: argparse.Namespace, cmd: list[str]) -> str | None:
@@ -239,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     cmd = opts.cmd[1:] if opts.cmd[:1] == ["--"] else opts.cmd
     if not cmd:
         opts.usage_error("no command given: kcont run [OPTIONS] -- CMD...")
+    if opts.daemon:
+        from request_key_daemon.launch import check_extra
+
+        try:
+            check_extra(opts.daemon_arg)
+        except ValueError as err:
+            opts.usage_error(f"--daemon-arg: {err}")
     restore_signals()
     try:
         return cmd_run(opts, cmd)
@@ -246,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         return fail(describe(err))
     except ValueError as err:
         return fail(str(err))
+    except KeyboardInterrupt:
+        # Before CMD started (once it runs, kcont ignores SIGINT): one line,
+        # and the status a shell gives a command that SIGINT ended.
+        print("kcont run: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

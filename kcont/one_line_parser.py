@@ -55,5 +55,13 @@ class OneLineParser(argparse.ArgumentParser):
         return subparsers
 
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        print(f"{self.prog}: {one_line(message)} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+
+
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable (newline,
+    escape, a surrogate from an undecodable argv byte) shown as a Python
+    escape: argparse quotes the user's argument in its messages, and an
+    argument must not add a line or drive the terminal."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)

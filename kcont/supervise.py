@@ -25,6 +25,7 @@ from typing import IO
 
 from kcont.container import Container
 from kcont.exit_codes import EXIT_CANCELED, exec_failure, wait_status
+from kcont.forward_signals import IGNORED, forwarding_to
 from request_key_daemon import launch
 
 READY_TIMEOUT = 60.0
@@ -40,8 +41,11 @@ def start_daemon(container_fd: int, daemon_args: Sequence[str],
     """
     ready_r, ready_w = os.pipe()
     try:
+        # Its own process group: the terminal's Ctrl-C is for CMD, and the
+        # daemon must keep serving CMD until CMD is gone.
         daemon = subprocess.Popen(launch.argv(container_fd, ready_w, daemon_args),
-                                  pass_fds=(container_fd, ready_w), stderr=stderr)
+                                  pass_fds=(container_fd, ready_w), stderr=stderr,
+                                  process_group=0)
     finally:
         os.close(ready_w)
     try:
@@ -59,15 +63,17 @@ def run_command(cmd: Sequence[str]) -> int:
     for the exec), as Container.spawn does for the init, and, like
     os.execvp, never retries an ENOEXEC file with /bin/sh.  SIGPIPE and
     SIGXFSZ go back to their defaults, which Python ignores and an
-    exec would otherwise pass on (``yes | head`` must end by SIGPIPE).
+    exec would otherwise pass on (``yes | head`` must end by SIGPIPE), as
+    do SIGINT and SIGQUIT, which the supervising init ignores.
     """
     try:
         pid = os.posix_spawnp(cmd[0], list(cmd), os.environ,
-                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, *IGNORED))
     except OSError as err:
         print(f"kcont run: {cmd[0]}: {err.strerror}", file=sys.stderr)
         return exec_failure(err.errno)
-    return wait_status(os.waitpid(pid, 0)[1])
+    with forwarding_to(pid):
+        return wait_status(os.waitpid(pid, 0)[1])
 
 
 def _init(container_fd: int, cmd: Sequence[str], daemon_args: Sequence[str]) -> int:
@@ -94,6 +100,10 @@ def run_with_daemon(container: Container, cmd: Sequence[str],
     (kcont.exit_codes), which the init passes on."""
     pid = container.fork()
     if pid == 0:
+        # The terminal's Ctrl-C is CMD's to act on (kcont.forward_signals);
+        # the init only ends when CMD does.
+        for sig in IGNORED:
+            signal.signal(sig, signal.SIG_IGN)
         code = EXIT_CANCELED
         try:
             code = _init(container.fd, cmd, daemon_args)
@@ -105,4 +115,5 @@ def run_with_daemon(container: Container, cmd: Sequence[str],
                 with contextlib.suppress(OSError, ValueError):
                     stream.flush()
             os._exit(code)
-    return wait_status(container.wait(pid))
+    with forwarding_to(pid):
+        return wait_status(container.wait(pid))

@@ -14,6 +14,8 @@ check the entry point and its one-line stderr.
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
 import subprocess
 import sys
@@ -213,3 +215,35 @@ def test_ls_json_lists_the_kernel_s_containers(capfd: pytest.CaptureFixture[str]
                      "owner": 0, "group": 0, "current": False}], rows
     current = [row for row in rows if row["current"]]
     assert len(current) == 1 and current[0]["id"] == 1, rows
+
+
+TRAPPER = ('trap "" INT QUIT; trap "exit 7" TERM; echo up; '
+           'while :; do sleep 0.1; done')
+
+
+@pytest.mark.parametrize("mode_args", MODES, indirect=True)
+def test_ctrl_c_is_cmds_and_sigterm_reaches_it(mode_args: list[str]) -> None:
+    """The terminal's Ctrl-C (SIGINT to the whole process group) neither
+    ends kcont run with a traceback nor kills the init under CMD: a CMD
+    that ignores it keeps running.  SIGTERM to kcont alone is passed on
+    to CMD (through the init with --daemon), whose trap exits 7, and
+    kcont run exits with that."""
+    proc = subprocess.Popen([KCONT, "run", *mode_args, "--", "sh", "-c", TRAPPER],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        assert ready and proc.stdout.readline() == "up\n", "CMD never started"
+        os.killpg(proc.pid, signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGQUIT)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 7, err
+    assert "Traceback" not in err, err

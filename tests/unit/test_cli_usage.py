@@ -17,12 +17,6 @@ from kcont.one_line_parser import EXIT_USAGE, OneLineParser
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _upcallsnoop_is_one_line() -> bool:
-    from kcont.probes.upcallsnoop import make_parser
-
-    return isinstance(make_parser(), OneLineParser)
-
-
 # (program name, module run with -m, argv that is wrong)
 TOOLS = [
     ("kcont", "kcont.cli", ["--frobnicate"]),
@@ -36,10 +30,12 @@ TOOLS = [
     ("request-key-daemon", "request_key_daemon.cli", ["--ctl", "/run/x.sock", "set-policy"]),
     ("kcont-vm", "kcont_vm", ["--frobnicate"]),
     ("kcont-vm run", "kcont_vm", ["run", "--frobnicate"]),
-    pytest.param("kcont-upcallsnoop", "kcont.probes.upcallsnoop", ["--frobnicate"],
-                 marks=pytest.mark.xfail(not _upcallsnoop_is_one_line(), strict=True,
-                                         reason="kcont-upcallsnoop moves to OneLineParser "
-                                                "in its own change")),
+    ("kcont-upcallsnoop", "kcont.probes.upcallsnoop", ["--frobnicate"]),
+    # a hostile argument echoed back in the message adds no line
+    ("kcont ls", "kcont.cli", ["ls", "--bogus\nkcont: forged line"]),
+    ("kcont run", "kcont.cli", ["run", "--da=x\nforged", "--", "true"]),
+    ("kcont run", "kcont.cli", ["run", "--daemon", "--daemon-arg=--ready-fd=1", "--", "true"]),
+    ("request-key-daemon", "request_key_daemon.cli", ["--bogus\x1b[2J\nforged"]),
 ]
 
 
@@ -95,3 +91,29 @@ def test_make_setup_bootstraps_on_the_system_python() -> None:
     assert argv[0] == "/usr/bin/python3"
     assert result.returncode == EXIT_USAGE, result.stderr
     assert result.stderr.startswith("kcont-vm: ") and result.stderr.count("\n") == 1
+
+
+def test_every_tool_uses_the_shared_parser() -> None:
+    from kcont.cli import make_parser as kcont_parser
+    from kcont.probes.upcallsnoop import make_parser as snoop_parser
+    from kcont_vm.cli import make_parser as vm_parser
+    from request_key_daemon.cli import make_parser as daemon_parser
+
+    for make in (kcont_parser, snoop_parser, vm_parser, daemon_parser):
+        assert isinstance(make(), OneLineParser), make.__module__
+
+
+def test_the_daemon_launcher_refuses_the_options_it_sets() -> None:
+    """``--daemon-arg=--ready-fd=1`` would send the readiness byte to
+    stdout; ``--ctl`` would turn the daemon into a client.  The daemon's
+    parser takes no abbreviations, so no other spelling gets through."""
+    from request_key_daemon import launch
+    from request_key_daemon.cli import make_parser as daemon_parser
+
+    for bad in (["--ready-fd=1"], ["--container-fd", "9"], ["--ctl", "s", "status"],
+                ["--explain", "a", "b", "c", "d"], ["--check-policy=x"]):
+        with pytest.raises(ValueError, match="set by the launcher"):
+            launch.argv(3, 4, bad)
+    argv = launch.argv(3, 4, ["--workers", "2"])
+    assert argv[-4:] == ["--container-fd", "3", "--ready-fd", "4"]
+    assert daemon_parser().allow_abbrev is False

@@ -28,8 +28,10 @@ EXAMPLES = """examples:
 
 def make_parser() -> OneLineParser:
     """The daemon's options; usage errors are one line and exit 2."""
+    # No abbreviations: a launcher refuses the options it sets itself by
+    # their full names (request_key_daemon.launch.RESERVED).
     parser = OneLineParser(
-        prog="request-key-daemon", epilog=EXAMPLES,
+        prog="request-key-daemon", epilog=EXAMPLES, allow_abbrev=False,
         description="Serve a container's request_key upcalls inside the container.")
     parser.add_argument("--container-fd", type=int, metavar="FD",
                         help="fd of the container to serve")
