@@ -142,7 +142,7 @@ def cmd_run(opts: argparse.Namespace, cmd: list[str]) -> int:
                 daemon_argv += ["--config-dir", opts.daemon_config]
             return run_with_daemon(container, cmd, daemon_argv)
         try:
-            container.spawn(cmd)
+            pid = container.spawn(cmd)
         except OSError as err:
             if not str(getattr(err, "call", "")).startswith("exec "):
                 raise  # fork_into_container failed: kcont's failure, not CMD's
@@ -150,8 +150,8 @@ def cmd_run(opts: argparse.Namespace, cmd: list[str]) -> int:
             return exec_failure(err.errno)
         from kcont.forward_signals import forwarding_to
 
-        with forwarding_to(container.init_pid or 0):
-            return wait_status(container.wait())
+        with forwarding_to(pid):
+            return wait_status(container.wait(pid))
 
 
 def admission_denied(opts: argparse.Namespace, cmd: list[str]) -> str | None:
