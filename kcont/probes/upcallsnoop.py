@@ -66,7 +66,7 @@ columns:
 events:
   route     the requester, at the routing decision: ctrN (intercepted by a
             record of container N), helper or rejected, then type:description;
-            DISAGREE(...) if the tracepoint's account differs from task_struct
+            DISAGREE(kinds) where the tracepoint differs from task_struct
   assume    a task took the authority over the key (the serving task)
   end       a task instantiated, negated or rejected it (errno), and the
             latency since the route
