@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kcont.namespaces import NS_KINDS
+from kcont.one_line_parser import one_line
 
 # The event codes: EV_* in upcallsnoop.c.
 KINDS = {1: "route", 2: "assume", 3: "end", 4: "complete", 5: "timeout", 6: "helper"}
@@ -152,7 +153,7 @@ def detail(event: dict[str, Any]) -> str:
     if kind == "route":
         route = event["route"]
         where = f"ctr{event['record_container']}" if route == "intercepted" else route
-        text = f"{where} {event['type']}:{event['description']}"
+        text = f"{where} {one_line(event['type'])}:{one_line(event['description'])}"
         if event["disagree"]:
             text += " DISAGREE(" + ",".join(event["disagree"]) + ")"
         return text
@@ -167,7 +168,7 @@ def detail(event: dict[str, Any]) -> str:
     if kind == "timeout":
         return f"ctr{event['record_container']}"
     if kind == "helper":
-        return str(event["path"])
+        return one_line(str(event["path"]))
     return ""
 
 
@@ -190,7 +191,7 @@ def format_line(event: dict[str, Any], init: dict[str, int], start_ns: int = 0,
     else:
         ns = ns_flags(event, init)
     line = (f"{event.get('key', 0):<10} {event['event']:<8} {event['pid']:<6} "
-            f"{event['comm']:<15.15} {event['container']:<3} {ns} {detail(event)}")
+            f"{one_line(event['comm']):<15.15} {event['container']:<3} {ns} {detail(event)}")
     if timestamp:
         line = f"{(event['ts_ns'] - start_ns) / 1e9:<8.3f} " + line
     return line.rstrip()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import os
 import re
 import signal
 import sys
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kcont.one_line_parser import OneLineParser
+from kcont.one_line_parser import OneLineParser, one_line
 from kcont.probes.events import RawEvent, decode, format_line, header, init_namespaces
 
 PROG = "kcont-upcallsnoop"
@@ -102,14 +103,25 @@ def key_type(value: str) -> str:
 
 
 def container_id(value: str) -> int:
-    """-c's value: a container id, a u64."""
-    try:
-        number = int(value, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a container id") from None
-    if not 0 <= number <= CONTAINER_MAX:
+    """-c's value: a container id, a u64 from 1 (init_container) up, in
+    ASCII digits only (int() would also take "3_0" and other scripts' digits)."""
+    if not value.isascii() or not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a container id")
+    number = int(value, 10)
+    if not 1 <= number <= CONTAINER_MAX:
         raise argparse.ArgumentTypeError(f"{value!r} is not a container id (a u64)")
     return number
+
+
+def duration(value: str) -> float:
+    """-d's value: a positive, finite number of seconds."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number of seconds")
+    return seconds
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -124,7 +136,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--container", type=container_id, metavar="ID",
                         help="only upcalls whose requester is in this container "
                              "(compiled into the BPF)")
-    parser.add_argument("-d", "--duration", type=float, metavar="SECONDS",
+    parser.add_argument("-d", "--duration", type=duration, metavar="SECONDS",
                         help="stop after this many seconds")
     parser.add_argument("--ns", action="store_true",
                         help="print each task's seven namespace inode numbers")
@@ -200,9 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     if opts.ebpf:
         print(text, end="")
         return 0
+    if os.geteuid() != 0:
+        # tracefs is root's to read: without this a user would be told the
+        # kernel lacks the series.
+        print(f"{PROG}: needs root (to read tracefs and load BPF); --ebpf does not",
+              file=sys.stderr)
+        return 1
     try:
         present = has_tracepoint()
-    except ImportError:
+    except (ImportError, OSError):  # OSError: python3-bpfcc without libbcc.so
         print(f"{PROG}: bcc is not importable (apt install python3-bpfcc, and a "
               "venv made with --system-site-packages)", file=sys.stderr)
         return 1
@@ -221,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         snoop = UpcallSnoop(text, show)
+    except KeyboardInterrupt:  # Ctrl-C during the compile, which takes seconds
+        print(f"{PROG}: interrupted before tracing began", file=sys.stderr)
+        return 128 + signal.SIGINT
     except Exception as err:  # bcc raises plain Exception for compile/attach errors
-        print(f"{PROG}: cannot attach: {err}", file=sys.stderr)
+        print(f"{PROG}: cannot attach: {one_line(str(err))}", file=sys.stderr)
         return 1
     stop = False
 
@@ -230,16 +251,19 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal stop
         stop = True
 
-    signal.signal(signal.SIGINT, finish)
-    signal.signal(signal.SIGTERM, finish)
-    if not opts.json:
-        print(header(opts.timestamp, opts.ns), flush=True)
-    print(READY, file=sys.stderr, flush=True)
-    deadline = None if opts.duration is None else time.monotonic() + opts.duration
-    while not stop and (deadline is None or time.monotonic() < deadline):
-        snoop.poll(100)
-    snoop.poll(0)
-    snoop.close()
+    saved = {sig: signal.signal(sig, finish) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if not opts.json:
+            print(header(opts.timestamp, opts.ns), flush=True)
+        print(READY, file=sys.stderr, flush=True)
+        deadline = None if opts.duration is None else time.monotonic() + opts.duration
+        while not stop and (deadline is None or time.monotonic() < deadline):
+            snoop.poll(100)
+        snoop.poll(0)
+    finally:
+        snoop.close()
+        for sig, handler in saved.items():  # main() may run inside a larger program
+            signal.signal(sig, handler)
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import types
@@ -169,6 +170,7 @@ def fake_bcc(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeBPF]]:
     module = types.ModuleType("bcc")
     module.BPF = FakeBPF  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "bcc", module)
+    monkeypatch.setattr(upcallsnoop.os, "geteuid", lambda: 0)
     FakeBPF.tracepoint = True
     FakeBPF.compiled = []
     yield FakeBPF
@@ -179,7 +181,7 @@ def test_what_is_compiled_is_what_ebpf_prints(fake_bcc: type[FakeBPF],
     args = ["-t", "logon", "-c", "12"]
     code, ebpf, _ = run(["--ebpf", *args], capsys)
     assert code == 0 and fake_bcc.compiled == []
-    code, out, err = run([*args, "-d", "0"], capsys)
+    code, out, err = run([*args, "-d", "0.001"], capsys)
     assert code == 0, err
     assert fake_bcc.compiled == [ebpf]
     assert out.splitlines()[0].split()[0] == "KEY", "the header"
@@ -188,7 +190,7 @@ def test_what_is_compiled_is_what_ebpf_prints(fake_bcc: type[FakeBPF],
 def test_no_tracepoint_is_one_line_and_exit_1(fake_bcc: type[FakeBPF],
                                               capsys: pytest.CaptureFixture[str]) -> None:
     fake_bcc.tracepoint = False
-    code, out, err = run(["-d", "0"], capsys)
+    code, out, err = run(["-d", "0.001"], capsys)
     assert code == 1 and out == ""
     assert err == upcallsnoop.NO_TRACEPOINT + "\n"
     assert fake_bcc.compiled == [], "compiled on a kernel without the series"
@@ -197,5 +199,31 @@ def test_no_tracepoint_is_one_line_and_exit_1(fake_bcc: type[FakeBPF],
 def test_no_bcc_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setitem(sys.modules, "bcc", None)
-    code, out, err = run(["-d", "0"], capsys)
+    monkeypatch.setattr(upcallsnoop.os, "geteuid", lambda: 0)
+    code, out, err = run(["-d", "0.001"], capsys)
     assert code == 1 and out == "" and err.count("\n") == 1 and "bcc" in err
+
+
+def test_a_user_is_told_it_needs_root_not_that_the_kernel_lacks_the_series(
+        fake_bcc: type[FakeBPF], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(upcallsnoop.os, "geteuid", lambda: 1000)
+    code, out, err = run(["-d", "1"], capsys)
+    assert code == 1 and out == "" and fake_bcc.compiled == []
+    assert err.count("\n") == 1 and "needs root" in err, err
+
+
+def test_main_gives_back_the_signal_handlers_it_took(
+        fake_bcc: type[FakeBPF], capsys: pytest.CaptureFixture[str]) -> None:
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    code, _, _ = run(["-d", "0.001"], capsys)
+    assert code == 0
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+@pytest.mark.parametrize("bad", [["-c", "0"], ["-c", "3_0"], ["-c", "\u0663"], ["-d", "nan"],
+                                 ["-d", "-5"], ["-d", "0"], ["-d", "inf"]])
+def test_values_that_could_never_match_or_end_are_usage_errors(
+        bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(bad, capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1, err

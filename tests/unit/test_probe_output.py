@@ -100,3 +100,14 @@ def test_timestamp_column_comes_first() -> None:
     line = format_line(event, INIT, start_ns=1_000_000_000, timestamp=True)
     assert line.startswith("1.500    2147483646 assume")
     assert header(timestamp=True).startswith("TIME(s)  KEY")
+
+
+def test_hostile_descriptions_and_comms_cannot_forge_a_line() -> None:
+    """Any user picks a key's description (request_key) and a task's comm
+    (prctl): a newline or a terminal escape in them is shown escaped, so
+    the root user reading the trace sees one line per event."""
+    event = {**route("helper", 0, "user", "a\n999 route 1 sshd ctr1 user:forged"),
+             "comm": "x\x1b[2Jevil"}
+    line = format_line(event, INIT)
+    assert "\n" not in line and "\x1b" not in line
+    assert "\\n999 route" in line and "\\x1b[2J" in line
