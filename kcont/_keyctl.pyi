@@ -9,19 +9,7 @@ by types-cffi) with two narrowings that hold for these cdefs only.
 
 from typing import Any
 
-from _cffi_backend import FFI
+from kcont._cffi_types import ModuleFFI
 
-class _ModuleFFI(FFI):
-    """cffi's FFI as this module's cdefs use it (not a runtime class)."""
-
-    def new(self, cdecl: str | FFI.CType, init: Any = ...) -> Any:
-        """Any: a struct's fields and an array's items come from the cdefs."""
-
-    def cast(self, cdecl: str | FFI.CType, value: FFI.CData | int) -> Any:
-        """Any, for the same reason as ``new``."""
-
-    def string(self, cdata: FFI.CData, maxlen: int = -1) -> bytes:
-        """bytes: the cdefs declare char arrays and pointers, never wchar_t."""
-
-ffi: _ModuleFFI
+ffi: ModuleFFI
 lib: Any
