@@ -30,21 +30,30 @@ def forwarding_to(pid: int) -> Iterator[None]:
     """While inside: SIGINT and SIGQUIT ignored here, SIGTERM and SIGHUP
     sent on to ``pid``; the old dispositions come back on the way out.
 
+    The second SIGTERM or SIGHUP sends SIGKILL instead: a CMD that is a
+    pid namespace's init (``kcont run --ns pid``) gets a signal from the
+    parent namespace only if it handles it, so the first one may be
+    dropped by the kernel, and ``kill`` twice must still end it.
+
     Enter it only after ``pid`` has exec'd or been spawned: an ignored
     signal survives exec, and CMD must get the defaults.  The handler
     returns normally, so a waitpid() it interrupts is retried (PEP 475).
     """
 
+    forwarded = 0
+
     def forward(signum: int, _frame: FrameType | None) -> None:
+        nonlocal forwarded
+        forwarded += 1
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
+            os.kill(pid, signal.SIGKILL if forwarded > 1 else signum)
 
     saved: dict[signal.Signals, Handler] = {}
     try:
         for ignored in IGNORED:
             saved[ignored] = signal.signal(ignored, signal.SIG_IGN)
-        for forwarded in FORWARDED:
-            saved[forwarded] = signal.signal(forwarded, forward)
+        for passed_on in FORWARDED:
+            saved[passed_on] = signal.signal(passed_on, forward)
         yield
     finally:
         for sig, handler in saved.items():

@@ -29,6 +29,8 @@ from kcont.forward_signals import IGNORED, forwarding_to
 from request_key_daemon import launch
 
 READY_TIMEOUT = 60.0
+# The daemon answers what is in flight, then exits; past this it is killed.
+DAEMON_STOP_TIMEOUT = 60.0
 
 
 def start_daemon(container_fd: int, daemon_args: Sequence[str],
@@ -43,9 +45,11 @@ def start_daemon(container_fd: int, daemon_args: Sequence[str],
     try:
         # Its own process group: the terminal's Ctrl-C is for CMD, and the
         # daemon must keep serving CMD until CMD is gone.
+        # Not the terminal's stdin either: a background group reading it
+        # would stop on SIGTTIN.
         daemon = subprocess.Popen(launch.argv(container_fd, ready_w, daemon_args),
                                   pass_fds=(container_fd, ready_w), stderr=stderr,
-                                  process_group=0)
+                                  stdin=subprocess.DEVNULL, process_group=0)
     finally:
         os.close(ready_w)
     try:
@@ -87,11 +91,22 @@ def _init(container_fd: int, cmd: Sequence[str], daemon_args: Sequence[str]) -> 
         daemon.wait()
         print("kcont run: request-key-daemon did not become ready", file=sys.stderr)
         return EXIT_CANCELED
+    # From here the terminal's Ctrl-C is CMD's to act on
+    # (kcont.forward_signals); before, it ends the init (and so the
+    # container, whose members die with it) with 130, CMD never run.
+    for sig in IGNORED:
+        signal.signal(sig, signal.SIG_IGN)
     try:
         return run_command(cmd)
     finally:
         daemon.send_signal(signal.SIGTERM)
-        daemon.wait()
+        try:
+            daemon.wait(timeout=DAEMON_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            print("kcont run: request-key-daemon did not stop on SIGTERM; killed",
+                  file=sys.stderr)
+            daemon.kill()
+            daemon.wait()
 
 
 def run_with_daemon(container: Container, cmd: Sequence[str],
@@ -100,13 +115,12 @@ def run_with_daemon(container: Container, cmd: Sequence[str],
     (kcont.exit_codes), which the init passes on."""
     pid = container.fork()
     if pid == 0:
-        # The terminal's Ctrl-C is CMD's to act on (kcont.forward_signals);
-        # the init only ends when CMD does.
-        for sig in IGNORED:
-            signal.signal(sig, signal.SIG_IGN)
         code = EXIT_CANCELED
         try:
             code = _init(container.fd, cmd, daemon_args)
+        except KeyboardInterrupt:  # Ctrl-C before CMD started
+            print("kcont run: interrupted before the command started", file=sys.stderr)
+            code = 128 + signal.SIGINT
         except BaseException as err:  # the init must exit, never return into kcont's main
             print(f"kcont run: init: {err!r}", file=sys.stderr)
         finally:

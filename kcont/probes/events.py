@@ -93,7 +93,7 @@ def decode(raw: Any) -> dict[str, Any]:
     elif kind == "helper":
         event["path"] = bytes(raw.desc).split(b"\0", 1)[0].decode(errors="replace")
         arg = bytes(raw.arg).split(b"\0", 1)[0].decode(errors="replace")
-        event["key"] = int(arg) if arg.isdigit() else 0
+        event["key"] = int(arg) if arg.isascii() and arg.isdigit() else 0
     return event
 
 

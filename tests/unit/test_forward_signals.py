@@ -8,9 +8,13 @@ import os
 import signal
 import subprocess
 import time
+from functools import partial
 
 from kcont.forward_signals import forwarding_to
 
+# The child starts with SIGHUP at its default even under nohup (a shell
+# cannot trap a signal ignored on entry).
+spawn = partial(subprocess.Popen, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
 TRAPS_INT = ["sh", "-c", 'trap "" INT QUIT; trap "exit 7" TERM; i=0; '
              'while [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; exit 3']
 
@@ -18,7 +22,7 @@ TRAPS_INT = ["sh", "-c", 'trap "" INT QUIT; trap "exit 7" TERM; i=0; '
 def test_ctrl_c_is_ignored_here_and_left_to_cmd() -> None:
     """A SIGINT and SIGQUIT to kcont (as a terminal sends the whole group)
     neither interrupt the wait nor end CMD: CMD's own status comes back."""
-    child = subprocess.Popen(TRAPS_INT)
+    child = spawn(TRAPS_INT)
     before = signal.getsignal(signal.SIGINT)
     with forwarding_to(child.pid):
         time.sleep(0.2)
@@ -31,9 +35,23 @@ def test_ctrl_c_is_ignored_here_and_left_to_cmd() -> None:
 
 def test_sigterm_and_sighup_are_passed_on_to_cmd() -> None:
     for sig, expect in ((signal.SIGTERM, 7), (signal.SIGHUP, -signal.SIGHUP)):
-        child = subprocess.Popen(TRAPS_INT)
+        child = spawn(TRAPS_INT)
         with forwarding_to(child.pid):
             time.sleep(0.2)
             os.kill(os.getpid(), sig)
             _, status = os.waitpid(child.pid, 0)
         assert os.waitstatus_to_exitcode(status) == expect, sig
+
+
+def test_a_second_sigterm_kills_a_cmd_that_did_not_act_on_the_first() -> None:
+    """As a pid namespace's init, CMD may never see a SIGTERM from outside;
+    ``kill`` twice must still end it."""
+    child = spawn(["sh", "-c", 'trap "" TERM; sleep 30'])
+    with forwarding_to(child.pid):
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+        assert child.poll() is None, "the first SIGTERM was not ignored by CMD"
+        os.kill(os.getpid(), signal.SIGTERM)
+        _, status = os.waitpid(child.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == -signal.SIGKILL
