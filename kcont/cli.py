@@ -23,6 +23,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from kcont.exit_codes import EXIT_CANCELED, EXIT_USAGE, exec_failure, wait_status
+from kcont.forward_signals import forwarding
 from kcont.one_line_parser import OneLineParser
 
 if TYPE_CHECKING:
@@ -141,16 +142,17 @@ def cmd_run(opts: argparse.Namespace, cmd: list[str]) -> int:
             if opts.daemon_config:
                 daemon_argv += ["--config-dir", opts.daemon_config]
             return run_with_daemon(container, cmd, daemon_argv)
-        try:
-            pid = container.spawn(cmd)
-        except OSError as err:
-            if not str(getattr(err, "call", "")).startswith("exec "):
-                raise  # fork_into_container failed: kcont's failure, not CMD's
-            print(f"kcont run: {cmd[0]}: {err.strerror}", file=sys.stderr)
-            return exec_failure(err.errno)
-        from kcont.forward_signals import forwarding_to
-
-        with forwarding_to(pid):
+        # The signal rules hold from before the fork: no moment in which a
+        # Ctrl-C ends kcont while CMD runs on (kcont.forward_signals).
+        with forwarding() as forwarder:
+            try:
+                pid = container.spawn(cmd)
+            except OSError as err:
+                if not str(getattr(err, "call", "")).startswith("exec "):
+                    raise  # fork_into_container failed: kcont's failure, not CMD's
+                print(f"kcont run: {cmd[0]}: {err.strerror}", file=sys.stderr)
+                return exec_failure(err.errno)
+            forwarder.target(pid)
             return wait_status(container.wait(pid))
 
 

@@ -21,11 +21,11 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, NoReturn
 
 from kcont.container import Container
 from kcont.exit_codes import EXIT_CANCELED, exec_failure, wait_status
-from kcont.forward_signals import IGNORED, forwarding_to
+from kcont.forward_signals import forwarding, restore_defaults
 from request_key_daemon import launch
 
 READY_TIMEOUT = 60.0
@@ -70,13 +70,14 @@ def run_command(cmd: Sequence[str]) -> int:
     exec would otherwise pass on (``yes | head`` must end by SIGPIPE), as
     do SIGINT and SIGQUIT, which the supervising init ignores.
     """
-    try:
-        pid = os.posix_spawnp(cmd[0], list(cmd), os.environ,
-                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, *IGNORED))
-    except OSError as err:
-        print(f"kcont run: {cmd[0]}: {err.strerror}", file=sys.stderr)
-        return exec_failure(err.errno)
-    with forwarding_to(pid):
+    with forwarding() as forwarder:
+        try:
+            pid = os.posix_spawnp(cmd[0], list(cmd), os.environ,
+                                  setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+        except OSError as err:
+            print(f"kcont run: {cmd[0]}: {err.strerror}", file=sys.stderr)
+            return exec_failure(err.errno)
+        forwarder.target(pid)
         return wait_status(os.waitpid(pid, 0)[1])
 
 
@@ -91,11 +92,9 @@ def _init(container_fd: int, cmd: Sequence[str], daemon_args: Sequence[str]) -> 
         daemon.wait()
         print("kcont run: request-key-daemon did not become ready", file=sys.stderr)
         return EXIT_CANCELED
-    # From here the terminal's Ctrl-C is CMD's to act on
-    # (kcont.forward_signals); before, it ends the init (and so the
-    # container, whose members die with it) with 130, CMD never run.
-    for sig in IGNORED:
-        signal.signal(sig, signal.SIG_IGN)
+    # Until run_command takes the signals over for CMD, a Ctrl-C ends the
+    # init (and so the container, whose members die with it) with 130,
+    # CMD never run.
     try:
         return run_command(cmd)
     finally:
@@ -113,21 +112,28 @@ def run_with_daemon(container: Container, cmd: Sequence[str],
                     daemon_args: Sequence[str]) -> int:
     """Fork the supervising init into ``container``; kcont run's exit code
     (kcont.exit_codes), which the init passes on."""
-    pid = container.fork()
-    if pid == 0:
-        code = EXIT_CANCELED
-        try:
-            code = _init(container.fd, cmd, daemon_args)
-        except KeyboardInterrupt:  # Ctrl-C before CMD started
-            print("kcont run: interrupted before the command started", file=sys.stderr)
-            code = 128 + signal.SIGINT
-        except BaseException as err:  # the init must exit, never return into kcont's main
-            print(f"kcont run: init: {err!r}", file=sys.stderr)
-        finally:
-            # os._exit skips Python's flush: what the init printed must get out
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(OSError, ValueError):
-                    stream.flush()
-            os._exit(code)
-    with forwarding_to(pid):
+    with forwarding() as forwarder:
+        pid = container.fork()
+        if pid == 0:
+            restore_defaults()
+            _run_init(container, cmd, daemon_args)
+        forwarder.target(pid)
         return wait_status(container.wait(pid))
+
+
+def _run_init(container: Container, cmd: Sequence[str], daemon_args: Sequence[str]) -> NoReturn:
+    """The supervising init's whole life: it exits, never returns."""
+    code = EXIT_CANCELED
+    try:
+        code = _init(container.fd, cmd, daemon_args)
+    except KeyboardInterrupt:  # Ctrl-C before CMD started
+        print("kcont run: interrupted before the command started", file=sys.stderr)
+        code = 128 + signal.SIGINT
+    except BaseException as err:  # the init must exit, never return into kcont's main
+        print(f"kcont run: init: {err!r}", file=sys.stderr)
+    finally:
+        # os._exit skips Python's flush: what the init printed must get out
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)

@@ -10,7 +10,7 @@ import subprocess
 import time
 from functools import partial
 
-from kcont.forward_signals import forwarding_to
+from kcont.forward_signals import forwarding, forwarding_to
 
 # The child starts with SIGHUP at its default even under nohup (a shell
 # cannot trap a signal ignored on entry).
@@ -55,3 +55,23 @@ def test_a_second_sigterm_kills_a_cmd_that_did_not_act_on_the_first() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         _, status = os.waitpid(child.pid, 0)
     assert os.waitstatus_to_exitcode(status) == -signal.SIGKILL
+
+
+def test_cmd_forked_inside_gets_the_default_sigint() -> None:
+    """The rules are in place before CMD is forked (no moment in which a
+    Ctrl-C ends kcont and leaves CMD behind), yet CMD must not inherit an
+    ignored SIGINT: a shell that signals itself dies of it."""
+    with forwarding() as forwarder:
+        child = spawn(["sh", "-c", "kill -INT $$; sleep 5; exit 0"])
+        forwarder.target(child.pid)
+        _, status = os.waitpid(child.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == -signal.SIGINT
+
+
+def test_sigterm_before_cmd_exists_reaches_it_once_it_does() -> None:
+    with forwarding() as forwarder:
+        os.kill(os.getpid(), signal.SIGTERM)
+        child = spawn(["sh", "-c", "sleep 5"])
+        forwarder.target(child.pid)
+        _, status = os.waitpid(child.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == -signal.SIGTERM
