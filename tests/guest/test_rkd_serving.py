@@ -277,6 +277,7 @@ def test_bytes_reach_the_program_unchanged(served: Served) -> None:
     desc = "kcont-fi-raw:\udcff\udcfe caf\u00e9"
     result = served.agent.request("user", desc, callout="x").result(timeout=ANSWER_WITHIN)
     assert bytes.fromhex(result["payload_hex"]) == desc.encode("utf-8", "surrogateescape")
+    _idle(served)  # the log line is written after the answer, before the request leaves
     assert any("desc='kcont-fi-raw:\\xff\\xfe café'" in line for line in served.log.lines)
 
 

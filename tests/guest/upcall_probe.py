@@ -29,10 +29,14 @@ class Snoop:
 
     def __init__(self, *args: str) -> None:
         """Start the tool with ``--json`` and ``args`` (filters), and wait
-        until it has attached."""
+        until it has attached.  Its stderr is read with bytes that are not
+        UTF-8 escaped: bcc's compile can put a stray tool's message there
+        (``rm: invalid option -- '\\xdd'`` was seen), which must not crash
+        the reader."""
         self.proc = subprocess.Popen([sys.executable, "-m", "kcont.probes.upcallsnoop",
                                       "--json", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True,
+                                     errors="backslashreplace")
         self.events: list[dict[str, Any]] = []
         self.errors: list[str] = []
         self.changed = threading.Condition()
