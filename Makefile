@@ -32,7 +32,7 @@ lint: setup
 unit: setup
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit
 
-# `kcont-vm test` builds the kernel itself, after the host tests of unit.
+# `kcont-vm test` builds the kernel itself, after the pure host tests (`make unit`).
 check: lint
 	$(KCONT_VM) test
 
