@@ -99,11 +99,6 @@ def parse_ns_list(text: str) -> list[str]:
     return names
 
 
-def exit_status(status: int) -> int:
-    """CMD's exit code from its wait status (kcont.exit_codes.wait_status)."""
-    return wait_status(status)
-
-
 def fail(message: str) -> int:
     """``kcont run`` could not run CMD: one line, 125."""
     print(f"kcont run: {message}", file=sys.stderr)

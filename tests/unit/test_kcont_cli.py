@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from kcont import cli
+from kcont import cli, exit_codes
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -51,5 +51,5 @@ def test_run_without_command(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize("status,code", [(0, 0), (3 << 8, 3), (9, 137)])
 def test_exit_status(status: int, code: int) -> None:
-    assert cli.exit_status(status) == code
+    assert exit_codes.wait_status(status) == code
     assert os.WIFSIGNALED(status) == (code >= 128)
