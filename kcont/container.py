@@ -35,6 +35,7 @@ class Flag(enum.IntFlag):
     NEW_NET_NS = lib.CONTAINER_NEW_NET_NS
     KILL_ON_CLOSE = lib.CONTAINER_KILL_ON_CLOSE
     FD_CLOEXEC = lib.CONTAINER_FD_CLOEXEC
+    FD_NO_CLOEXEC = lib.CONTAINER_FD_NO_CLOEXEC
     UNTRUSTED = lib.CONTAINER_UNTRUSTED
     TRUSTED = lib.CONTAINER_TRUSTED
 
@@ -73,6 +74,19 @@ def create_raw(name: str | bytes | None, flags: int, spare3: int = 0, spare4: in
 def fork_into(fd: int) -> int:
     """fork_into_container(): the child's pid in the parent, 0 in the child."""
     return check("fork_into_container", lib.kcont_fork_into_container(fd))
+
+
+def clone_into(fd: int) -> int:
+    """clone3() with CLONE_INTO_CONTAINER, as fork(): the child's pid, 0 in the child."""
+    return check("clone3", lib.kcont_clone_into_container(fd, ffi.NULL))
+
+
+def clone_into_with_pidfd(fd: int) -> tuple[int, int]:
+    """clone3() with CLONE_INTO_CONTAINER | CLONE_PIDFD: (pid, pidfd) in the
+    parent, (0, -1) in the child."""
+    pidfd = ffi.new("int *", -1)
+    pid = check("clone3", lib.kcont_clone_into_container(fd, pidfd))
+    return pid, pidfd[0] if pid else -1
 
 
 def fdinfo(fd: int, pid: int | str = "self") -> dict[str, str]:
@@ -116,8 +130,8 @@ class Container:
         flags = Flag(flags) | namespace_flags(ns)
         if kill_on_close:
             flags |= Flag.KILL_ON_CLOSE
-        if cloexec:
-            flags |= Flag.FD_CLOEXEC
+        if not cloexec:
+            flags |= Flag.FD_NO_CLOEXEC
         if trusted is True:
             flags |= Flag.TRUSTED
         elif trusted is False:
@@ -180,8 +194,9 @@ class Container:
         upcalls.set_container_keyring(self.fd, keyring)
 
     def fork(self) -> int:
-        """Fork into the container: the child's pid here, 0 in the child."""
-        pid = fork_into(self.fd)
+        """Fork into the container (clone3() with CLONE_INTO_CONTAINER): the
+        child's pid here, 0 in the child."""
+        pid = clone_into(self.fd)
         if pid and self.init_pid is None:
             self.init_pid = pid
         return pid

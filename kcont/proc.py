@@ -14,17 +14,17 @@ from pathlib import Path
 PROC_CONTAINERS = Path("/proc/containers")
 HEADER = ("NAME", "ID", "USE", "FL", "TRUST", "OWNER", "GROUP")
 CURRENT_MARK = "<current>"
-# What the kernel writes for a byte it escapes: ``\ooo`` (ESCAPE_OCTAL, the
-# only escape the series' fdinfo uses) or, for /proc/containers, whose
-# string_escape_str() also has ESCAPE_SPACE, ``\n`` ``\r`` ``\t`` ``\v``
-# ``\f`` for a whitespace byte it was told to escape.
+# What the kernel writes for a byte it escapes: ``\ooo`` for every byte of
+# a name that is not printable ASCII, and for the space and the backslash
+# (container_escape_name(), the same for fdinfo and /proc/containers).
+# ``\n`` ``\r`` ``\t`` ``\v`` ``\f`` are still read, as kernels before
+# that escaping wrote them.
 _ESCAPE = re.compile(rb"\\(?:([0-3][0-7]{2})|([nrtvf]))")
 _SPACE = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v", b"f": b"\f"}
 # One data line as containers_show() prints it:
-# "%-16s %-6llu %3u %s %-9s %5u %5u%s\n".  Only a backslash in a name is
-# escaped there, so a name may hold spaces: the fields are taken from the
-# right, and the name is all that is left less the padding (so a name's own
-# trailing spaces are lost: the kernel's line cannot tell them apart).
+# "%-16s %-6llu %3u %s %-9s %5u %5u%s\n".  An escaped name has no
+# whitespace; the fields are still taken from the right, so that the line
+# of a kernel that left spaces in names is read too.
 _LINE = re.compile(r"(?P<name>.+?) +(?P<id>[0-9]+) +(?P<use>[0-9]+) (?P<flags>[A-Za-z-]{4}) "
                    r"(?P<trust>trusted|untrusted) +(?P<owner>[0-9]+) +(?P<group>[0-9]+)"
                    r"(?P<current> <current>)?", re.S)

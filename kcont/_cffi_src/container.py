@@ -1,13 +1,17 @@
-"""linux/container.h and the two container syscalls (from the series' uapi)."""
+"""linux/container.h, the two container syscalls and clone3()'s
+CLONE_INTO_CONTAINER (from the series' uapi)."""
 
 INCLUDES = """
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
 #include <unistd.h>
+#include <stdint.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <asm/unistd.h>
 #include <linux/container.h>
+#include <linux/sched.h>
 """
 
 TYPES = """
@@ -23,6 +27,7 @@ static const unsigned int CONTAINER_NEW_PID_NS;
 static const unsigned int CONTAINER_NEW_NET_NS;
 static const unsigned int CONTAINER_KILL_ON_CLOSE;
 static const unsigned int CONTAINER_FD_CLOEXEC;
+static const unsigned int CONTAINER_FD_NO_CLOEXEC;
 static const unsigned int CONTAINER_UNTRUSTED;
 static const unsigned int CONTAINER_TRUSTED;
 static const unsigned int CONTAINER__FLAG_MASK;
@@ -36,6 +41,20 @@ static const int CLONE_NEWNS;
 static const int CLONE_NEWCGROUP;
 static const int CLONE_NEWUSER;
 static const int CLONE_NEWPID;
+static const unsigned long long CLONE_INTO_CONTAINER;
+static const unsigned long long CLONE_PIDFD;
+static const unsigned long long CLONE_VFORK;
+static const unsigned long long CLONE_VM;
+static const unsigned long long CLONE_FS;
+static const unsigned long long CLONE_FILES;
+static const unsigned long long CLONE_SIGHAND;
+static const unsigned long long CLONE_THREAD;
+static const unsigned long long CLONE_SYSVSEM;
+static const unsigned long long CLONE_PARENT;
+static const unsigned long long CLONE_PTRACE;
+static const unsigned long long CLONE_IO;
+static const int CLONE_ARGS_SIZE_VER2;
+static const int CLONE_ARGS_SIZE_VER3;
 
 static const long NR_container_create;
 static const long NR_fork_into_container;
@@ -46,6 +65,8 @@ int kcont_container_create(const char *name, unsigned int flags,
                            unsigned long spare3, unsigned long spare4,
                            unsigned long spare5);
 pid_t kcont_fork_into_container(int fd);
+pid_t kcont_clone_into_container(int fd, int *pidfd);
+long kcont_clone_into_container_probe(int fd, unsigned long long flags, size_t size);
 int unshare(int flags);
 """
 
@@ -80,6 +101,55 @@ static pid_t kcont_fork_into_container(int fd)
         PyOS_AfterFork_Parent();
     PyGILState_Release(gil);
     errno = saved;
+    return pid;
+}
+
+/*
+ * clone3(CLONE_INTO_CONTAINER) as fork(): SIGCHLD, and a pidfd if asked,
+ * with the interpreter's fork hooks as above.
+ */
+static pid_t kcont_clone_into_container(int fd, int *pidfd)
+{
+    PyGILState_STATE gil = PyGILState_Ensure();
+    struct clone_args args;
+    pid_t pid;
+    int saved;
+
+    memset(&args, 0, sizeof(args));
+    args.flags = CLONE_INTO_CONTAINER | (pidfd ? CLONE_PIDFD : 0);
+    args.pidfd = (uint64_t)(uintptr_t)pidfd;
+    args.exit_signal = SIGCHLD;
+    args.container = (uint64_t)fd;
+    PyOS_BeforeFork();
+    pid = syscall(__NR_clone3, &args, sizeof(args));
+    saved = errno;
+    if (pid == 0)
+        PyOS_AfterFork_Child();
+    else
+        PyOS_AfterFork_Parent();
+    PyGILState_Release(gil);
+    errno = saved;
+    return pid;
+}
+
+/*
+ * clone3(CLONE_INTO_CONTAINER | CLONE_VFORK | flags) with clone_args of
+ * @size bytes, for tests of what entry refuses: a child, if the kernel
+ * made one, exits at once without returning here (so a CLONE_VM child on
+ * the caller's stack is harmless: CLONE_VFORK holds the caller meanwhile).
+ */
+static long kcont_clone_into_container_probe(int fd, unsigned long long flags, size_t size)
+{
+    struct clone_args args;
+    long pid;
+
+    memset(&args, 0, sizeof(args));
+    args.flags = CLONE_INTO_CONTAINER | CLONE_VFORK | flags;
+    args.exit_signal = (flags & CLONE_THREAD) ? 0 : SIGCHLD;
+    args.container = (uint64_t)fd;
+    pid = syscall(__NR_clone3, &args, size);
+    if (pid == 0)
+        syscall(__NR_exit, 0);
     return pid;
 }
 """

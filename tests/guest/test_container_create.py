@@ -98,9 +98,10 @@ def test_empty_fs_ns_is_not_supported_yet() -> None:
 
 
 @pytest.mark.parametrize("flags,spares", [
-    (1 << 12, ()), (1 << 31, ()), (0xFFFFFFFF, ()),
+    (1 << 13, ()), (1 << 31, ()), (0xFFFFFFFF, ()),
     (Flag.NEW_FS_NS | Flag.NEW_EMPTY_FS_NS, ()),
     (Flag.TRUSTED | Flag.UNTRUSTED, ()),
+    (Flag.FD_CLOEXEC | Flag.FD_NO_CLOEXEC, ()),
     (0, (1, 0, 0)), (0, (0, 1, 0)), (0, (0, 0, 1)),
 ])
 def test_einval_flags_and_spares(flags: int, spares: tuple[int, ...]) -> None:

@@ -68,7 +68,7 @@ def test_dead_container_polls_hup_and_refuses_forks() -> None:
         with pytest.raises(OSError) as err:
             c.fork()
         assert err.value.errno == errno.ECANCELED
-        assert err.value.filename == "fork_into_container"
+        assert err.value.filename == "clone3"
 
 
 def test_kill_on_close() -> None:
