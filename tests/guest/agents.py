@@ -141,6 +141,16 @@ def _handle(sock: socket.socket, msg: dict[str, Any]) -> bool:
             if hasattr(result, "__dict__"):
                 result = dict(result.__dict__)
             _send(sock, {"ok": result})
+    elif op == "possess":
+        # A session keyring of the agent's own with the keyring linked in:
+        # the agent possesses it and what it holds, as a daemon possesses
+        # its queue.
+        try:
+            Keyring(msg["keyring"]).link(Keyring.join_session())
+        except OSError as err:
+            _send(sock, {"errno": err.errno})
+        else:
+            _send(sock, {"ok": True})
     elif op == "sh":
         done = subprocess.run(msg["argv"], capture_output=True, text=True, check=False)
         _send(sock, {"rc": done.returncode, "out": done.stdout, "err": done.stderr})
@@ -291,6 +301,12 @@ class Agent:
         if "errno" in reply:
             raise OSError(reply["errno"], os.strerror(reply["errno"]), name)
         return reply["ok"]
+
+    def possess(self, keyring: int) -> None:
+        """Join a new session keyring and link ``keyring`` into it."""
+        reply, _ = self._call({"op": "possess", "keyring": keyring})
+        if "errno" in reply:
+            raise OSError(reply["errno"], os.strerror(reply["errno"]), "possess")
 
     def sh(self, *argv: str) -> dict[str, Any]:
         """Run a command in the agent's container (and mount namespace)."""

@@ -14,7 +14,9 @@ import errno
 import fcntl
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import adversary
 import pytest
@@ -113,8 +115,8 @@ def test_an_unprivileged_task_sent_the_fd_over_scm_rights_cannot_enter(
 def test_an_unprivileged_task_that_steals_the_fd_with_pidfd_getfd_cannot_enter(
         root_container: Container, entry: str) -> None:
     """A holder that dropped to nobody and exec'd keeps the fd; another
-    nobody process, allowed to ptrace it (Yama's ptrace_scope 0, as some
-    distributions ship), takes it with pidfd_getfd()."""
+    nobody process, allowed to ptrace it (same uid, dumpable once it has
+    exec'd), takes it with pidfd_getfd()."""
     os.set_inheritable(root_container.fd, True)
     holder = os.fork()
     if holder == 0:
@@ -126,8 +128,11 @@ def test_an_unprivileged_task_that_steals_the_fd_with_pidfd_getfd_cannot_enter(
             stolen = adversary.pidfd_getfd(holder, root_container.fd)
             return try_enter(stolen)
 
-        with sysctl("kernel.yama.ptrace_scope", "0"):
-            assert run_child(os.fork, steal) == errno.EPERM
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{holder}/comm").read_text().strip() != "sleep":
+            assert time.monotonic() < deadline, "the holder never exec'd"
+            time.sleep(0.05)
+        assert run_child(os.fork, steal) == errno.EPERM
     finally:
         os.kill(holder, 9)
         os.waitpid(holder, 0)

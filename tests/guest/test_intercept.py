@@ -134,10 +134,8 @@ def test_query_maps_ids_and_pid_into_the_callers_namespaces(queue: Keyring) -> N
             pending = requester.request("user", desc)
             (auth,) = wait_queued([queue], 1)[queue.serial]
             outside = upcalls.query_auth(auth)
-            # Reading a request takes possessing it, as serving does: the
-            # daemon links the queue where its searches go.
-            linked = daemon.sh("keyctl", "link", str(queue.serial), "@us")
-            assert linked["rc"] == 0, linked
+            # Reading a request takes possessing it, as serving does.
+            daemon.possess(queue.serial)
             inside = daemon.call("query_auth", auth)
             serve(auth)
             result = pending.result()
