@@ -60,6 +60,19 @@ def session_keyring() -> Iterator[int]:
     _libkeyutils.keyctl_clear(serial)
 
 
+@pytest.fixture
+def queue(session_keyring: int) -> Iterator[object]:
+    """A queue keyring for interception records, in this test's session
+    keyring (so the test possesses what is queued there), open to uid 0 as
+    possessor and as user: members of containers without a user namespace
+    run as uid 0 too."""
+    from kcont.keys import Keyring
+
+    ring = Keyring(session_keyring).add_keyring("kcont-test-q")
+    ring.setperm(0x3F3F0000)
+    yield ring
+
+
 def keyctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run keyutils' /bin/keyctl, the reference client."""
     return subprocess.run(["keyctl", *args], capture_output=True, text=True, check=check)

@@ -25,15 +25,6 @@ from kcont import upcalls
 from kcont.container import Container
 from kcont.keys import Key, Keyring
 
-OPEN_TO_UID0 = 0x3F3F0000
-
-
-@pytest.fixture
-def queue(session_keyring: int) -> Keyring:
-    ring = Keyring(session_keyring).add_keyring("adv-q")
-    ring.setperm(OPEN_TO_UID0)
-    return ring
-
 
 @pytest.fixture
 def member(queue: Keyring) -> Iterator[tuple[Container, Agent]]:

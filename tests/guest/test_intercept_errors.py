@@ -16,16 +16,8 @@ from kcont._binding import keyctl_lib
 from kcont.container import Container
 from kcont.keys import Keyring
 
-OPEN_TO_UID0 = 0x3F3F0000
 KEYCTL_CONTAINER_INTERCEPT = keyctl_lib.KEYCTL_CONTAINER_INTERCEPT
 KEYCTL_QUERY_REQUEST_KEY_AUTH = keyctl_lib.KEYCTL_QUERY_REQUEST_KEY_AUTH
-
-
-@pytest.fixture
-def queue(session_keyring: int) -> Keyring:
-    ring = Keyring(session_keyring).add_keyring("kcont-err-q")
-    ring.setperm(OPEN_TO_UID0)
-    return ring
 
 
 @pytest.fixture
