@@ -82,18 +82,18 @@ static int kcont_container_create(const char *name, unsigned int flags,
 }
 
 /*
- * fork_into_container() as Python's os.fork() does fork(): with the GIL
+ * A fork-like system call as Python's os.fork() does fork(): with the GIL
  * held (CFFI released it for the call) and the interpreter's before/after
  * fork hooks run, so locks and thread state are sane in the child.
  */
-static pid_t kcont_fork_into_container(int fd)
+static pid_t kcont_forklike(long nr, long arg1, long arg2)
 {
     PyGILState_STATE gil = PyGILState_Ensure();
     pid_t pid;
     int saved;
 
     PyOS_BeforeFork();
-    pid = syscall(__NR_fork_into_container, fd);
+    pid = syscall(nr, arg1, arg2);
     saved = errno;
     if (pid == 0)
         PyOS_AfterFork_Child();
@@ -104,32 +104,22 @@ static pid_t kcont_fork_into_container(int fd)
     return pid;
 }
 
-/*
- * clone3(CLONE_INTO_CONTAINER) as fork(): SIGCHLD, and a pidfd if asked,
- * with the interpreter's fork hooks as above.
- */
+static pid_t kcont_fork_into_container(int fd)
+{
+    return kcont_forklike(__NR_fork_into_container, fd, 0);
+}
+
+/* clone3(CLONE_INTO_CONTAINER) as fork(): SIGCHLD, and a pidfd if asked. */
 static pid_t kcont_clone_into_container(int fd, int *pidfd)
 {
-    PyGILState_STATE gil = PyGILState_Ensure();
     struct clone_args args;
-    pid_t pid;
-    int saved;
 
     memset(&args, 0, sizeof(args));
     args.flags = CLONE_INTO_CONTAINER | (pidfd ? CLONE_PIDFD : 0);
     args.pidfd = (uint64_t)(uintptr_t)pidfd;
     args.exit_signal = SIGCHLD;
     args.container = (uint64_t)fd;
-    PyOS_BeforeFork();
-    pid = syscall(__NR_clone3, &args, sizeof(args));
-    saved = errno;
-    if (pid == 0)
-        PyOS_AfterFork_Child();
-    else
-        PyOS_AfterFork_Parent();
-    PyGILState_Release(gil);
-    errno = saved;
-    return pid;
+    return kcont_forklike(__NR_clone3, (long)&args, (long)sizeof(args));
 }
 
 /*

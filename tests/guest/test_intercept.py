@@ -134,7 +134,9 @@ def test_query_maps_ids_and_pid_into_the_callers_namespaces(queue: Keyring) -> N
             pending = requester.request("user", desc)
             (auth,) = wait_queued([queue], 1)[queue.serial]
             outside = upcalls.query_auth(auth)
-            # Reading a request takes possessing it, as serving does.
+            # Reading a request takes possessing it, as serving does: the
+            # daemon (uid 0, not possessing the queue) links it in.
+            queue.setperm(0x3F3F0000)
             daemon.possess(queue.serial)
             inside = daemon.call("query_auth", auth)
             serve(auth)
