@@ -78,15 +78,7 @@ def fork_into(fd: int) -> int:
 
 def clone_into(fd: int) -> int:
     """clone3() with CLONE_INTO_CONTAINER, as fork(): the child's pid, 0 in the child."""
-    return check("clone3", lib.kcont_clone_into_container(fd, ffi.NULL))
-
-
-def clone_into_with_pidfd(fd: int) -> tuple[int, int]:
-    """clone3() with CLONE_INTO_CONTAINER | CLONE_PIDFD: (pid, pidfd) in the
-    parent, (0, -1) in the child."""
-    pidfd = ffi.new("int *", -1)
-    pid = check("clone3", lib.kcont_clone_into_container(fd, pidfd))
-    return pid, pidfd[0] if pid else -1
+    return check("clone3", lib.kcont_clone_into_container(fd))
 
 
 def fdinfo(fd: int, pid: int | str = "self") -> dict[str, str]:

@@ -42,7 +42,6 @@ static const int CLONE_NEWCGROUP;
 static const int CLONE_NEWUSER;
 static const int CLONE_NEWPID;
 static const unsigned long long CLONE_INTO_CONTAINER;
-static const unsigned long long CLONE_PIDFD;
 static const unsigned long long CLONE_VFORK;
 static const unsigned long long CLONE_VM;
 static const unsigned long long CLONE_FS;
@@ -65,7 +64,7 @@ int kcont_container_create(const char *name, unsigned int flags,
                            unsigned long spare3, unsigned long spare4,
                            unsigned long spare5);
 pid_t kcont_fork_into_container(int fd);
-pid_t kcont_clone_into_container(int fd, int *pidfd);
+pid_t kcont_clone_into_container(int fd);
 long kcont_clone_into_container_probe(int fd, unsigned long long flags, size_t size);
 int unshare(int flags);
 """
@@ -109,14 +108,13 @@ static pid_t kcont_fork_into_container(int fd)
     return kcont_forklike(__NR_fork_into_container, fd, 0);
 }
 
-/* clone3(CLONE_INTO_CONTAINER) as fork(): SIGCHLD, and a pidfd if asked. */
-static pid_t kcont_clone_into_container(int fd, int *pidfd)
+/* clone3(CLONE_INTO_CONTAINER) as fork(): SIGCHLD, nothing else. */
+static pid_t kcont_clone_into_container(int fd)
 {
     struct clone_args args;
 
     memset(&args, 0, sizeof(args));
-    args.flags = CLONE_INTO_CONTAINER | (pidfd ? CLONE_PIDFD : 0);
-    args.pidfd = (uint64_t)(uintptr_t)pidfd;
+    args.flags = CLONE_INTO_CONTAINER;
     args.exit_signal = SIGCHLD;
     args.container = (uint64_t)fd;
     return kcont_forklike(__NR_clone3, (long)&args, (long)sizeof(args));

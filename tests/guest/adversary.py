@@ -32,17 +32,13 @@ SYS_PIDFD_GETFD = 438
 SYS_CAPSET = 126
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
-CAP_SETGID = 6
-CAP_SETUID = 7
 CAP_SYS_CHROOT = 18
 CAP_SYS_ADMIN = 21
 
 PTRACE_TRACEME = 0
 PTRACE_CONT = 7
-PTRACE_DETACH = 17
 PTRACE_SETOPTIONS = 0x4200
 PTRACE_O_TRACEFORK = 0x02
-PTRACE_EVENT_FORK = 1
 
 
 def _check(result: int, call: str) -> int:
@@ -100,10 +96,6 @@ def trace_forks(pid: int) -> None:
 
 def cont(pid: int, sig: int = 0) -> None:
     _check(_libc.ptrace(PTRACE_CONT, pid, None, ctypes.c_void_p(sig)), "ptrace(CONT)")
-
-
-def detach(pid: int) -> None:
-    _check(_libc.ptrace(PTRACE_DETACH, pid, None, None), "ptrace(DETACH)")
 
 
 def tracer_of(pid: int) -> int:

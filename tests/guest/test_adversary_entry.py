@@ -256,33 +256,33 @@ REFUSED_FLAGS = ["CLONE_VM", "CLONE_FS", "CLONE_FILES", "CLONE_SYSVSEM", "CLONE_
                  "CLONE_PTRACE", "CLONE_IO"]
 
 
+def probe(fd: int, flags: int = 0, size: int | None = None) -> tuple[int, int]:
+    """clone3(CLONE_INTO_CONTAINER | flags) with clone_args of ``size``
+    bytes (default: the whole struct): (result, errno).  A child the kernel
+    should not have made is reaped (it exited at once)."""
+    lib = _binding.lib
+    result = lib.kcont_clone_into_container_probe(
+        fd, flags, lib.CLONE_ARGS_SIZE_VER3 if size is None else size)
+    err = _binding.ffi.errno
+    if result > 0:
+        os.waitpid(result, 0)
+    return result, err
+
+
 @pytest.mark.parametrize("flag", REFUSED_FLAGS)
 def test_clone3_refuses_flags_that_would_share_across_the_boundary(root_container: Container,
                                                                    flag: str) -> None:
     """The child must share nothing that the container separates from the
     caller: memory, fs, fd table, SysV undo, parent, tracer, io context."""
-    lib = _binding.lib
-    result = lib.kcont_clone_into_container_probe(root_container.fd, getattr(lib, flag),
-                                                  lib.CLONE_ARGS_SIZE_VER3)
-    err = _binding.ffi.errno
-    if result > 0:
-        os.waitpid(result, 0)
-    assert (result, err) == (-1, errno.EINVAL)
+    assert probe(root_container.fd, getattr(_binding.lib, flag)) == (-1, errno.EINVAL)
 
 
 def test_clone3_needs_the_struct_that_holds_the_container_fd(root_container: Container) -> None:
-    lib = _binding.lib
-    result = lib.kcont_clone_into_container_probe(root_container.fd, 0, lib.CLONE_ARGS_SIZE_VER2)
-    err = _binding.ffi.errno
-    if result > 0:
-        os.waitpid(result, 0)
-    assert (result, err) == (-1, errno.EINVAL)
+    assert probe(root_container.fd, size=_binding.lib.CLONE_ARGS_SIZE_VER2) == (-1, errno.EINVAL)
 
 
 @pytest.mark.parametrize("fd,expected",
                          [(9999, errno.EBADF), (0, errno.EINVAL), (-1, errno.EINVAL)],
                          ids=["not-open", "not-a-container", "negative"])
 def test_clone3_with_a_bad_fd(fd: int, expected: int) -> None:
-    lib = _binding.lib
-    result = lib.kcont_clone_into_container_probe(fd, 0, lib.CLONE_ARGS_SIZE_VER3)
-    assert (result, _binding.ffi.errno) == (-1, expected)
+    assert probe(fd) == (-1, expected)

@@ -7,6 +7,7 @@ import fcntl
 import os
 from pathlib import Path
 
+import adversary
 import pytest
 from containers import errno_in_child, in_container, ns_inodes
 from hypothesis import given, settings
@@ -126,9 +127,7 @@ def test_efault_for_bad_name_pointer(address: int) -> None:
 
 
 def drop_to_nobody() -> None:
-    os.setgroups([])
-    os.setgid(65534)
-    os.setuid(65534)
+    adversary.become(adversary.NOBODY)
 
 
 def test_eperm_for_unprivileged_task() -> None:

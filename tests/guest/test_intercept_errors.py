@@ -7,6 +7,7 @@ import errno
 import os
 from collections.abc import Iterator
 
+import adversary
 import pytest
 from agents import Agent, request_in
 from upcall_fixtures import serve, sysctl, unique, wait_queued
@@ -114,9 +115,7 @@ def _as_nobody(body) -> int | None:  # type: ignore[no-untyped-def]
     from containers import errno_in_child
 
     def dropped() -> None:
-        os.setgroups([])
-        os.setgid(65534)
-        os.setuid(65534)
+        adversary.become(adversary.NOBODY)
         body()
 
     return errno_in_child(dropped)
