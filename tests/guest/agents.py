@@ -82,10 +82,9 @@ def _requester(wfd: int, msg: dict[str, Any]) -> None:
     out = os.fdopen(wfd, "w", buffering=1)
     if msg.get("unshare"):
         unshare(msg["unshare"])
-    # A session keyring of its own, as keyutils' tests use: without one the
-    # key would land in the user-session keyring, which every uid-0 member of
-    # every container without a user namespace shares.
-    session = Keyring.join_session().serial
+    # A session keyring of its own, as keyutils' tests use, unless the test
+    # wants the keyrings the agent has (to see what containers share).
+    session = Keyring.join_session().serial if msg.get("own_session", True) else 0
     for key_type, desc, payload in msg.get("keys", []):
         Keyring(session).add(key_type, desc, payload)
     out.write(json.dumps({"ns": ns_inodes(), "pid": os.getpid(), "session": session}) + "\n")
@@ -283,16 +282,19 @@ class Agent:
 
     def request(self, key_type: str, descs: str | list[str], callout: str | None = "x",
                 unshare: Iterable[str] = (), fail_nth: int = 0,
-                keys: Iterable[tuple[str, str, str]] = ()) -> Pending:
+                keys: Iterable[tuple[str, str, str]] = (),
+                own_session: bool = True) -> Pending:
         """Start request_key() calls (one thread each) in a new child of this
         agent; ``fail_nth`` fails that fault point of each call; ``keys``
         (type, description, payload) are added to the child's new session
-        keyring first.  A description may hold surrogate-escaped bytes
+        keyring first (without ``own_session``, the child keeps the agent's
+        keyrings and adds none).  A description may hold surrogate-escaped bytes
         (``"\\udcff"`` is the byte 0xff): it is requested as those bytes."""
         names = [descs] if isinstance(descs, str) else list(descs)
         reply, fds = self._call({"op": "request", "type": key_type, "descs": names,
                                  "callout": callout, "unshare": sorted(unshare),
-                                 "fail_nth": fail_nth, "keys": [list(k) for k in keys]})
+                                 "fail_nth": fail_nth, "keys": [list(k) for k in keys],
+                                 "own_session": own_session})
         return Pending(fds[0], reply["pid"], len(names))
 
     def call(self, name: str, *args: Any) -> Any:

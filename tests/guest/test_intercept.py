@@ -201,7 +201,7 @@ def test_ending_a_record_completes_all_its_pending_requests_at_once(
     container, so that the record's container can die without them); then
     the record goes and all 100 fail at once with the documented errno."""
     end, expected = ENDINGS[ending]
-    with sysctl("kernel.keys.intercept_timeout", "600"), \
+    with sysctl("kernel.keys.intercept_timeout", "120"), \
             Container("kcont-outer", trusted=False) as outer, \
             requester_below(outer, "kcont-inner") as (outer_agent, requester):
         outer.intercept("user", queue=queue.serial)
@@ -221,7 +221,7 @@ def test_auth_key_dropped_unserved_fails_the_request_instead_of_hanging(queue: K
     """A daemon that unlinks the auth key without answering drops its last
     reference; the kernel then rejects the key with ENOKEY (no hang, and
     long before the intercept timeout)."""
-    with sysctl("kernel.keys.intercept_timeout", "600"), \
+    with sysctl("kernel.keys.intercept_timeout", "120"), \
             Container("kcont-dropped", trusted=False) as box:
         box.intercept("user", queue=queue.serial)
         agent = Agent(box)

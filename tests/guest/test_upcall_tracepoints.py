@@ -91,3 +91,19 @@ def test_a_timeout_is_traced(trace: Path, session_keyring: int) -> None:
     assert result.get("errno") == errno.ETIMEDOUT, result
     lines = _lines(trace, f"record_container={box_id} timeout_s=1")
     assert any("key_upcall_timeout:" in line for line in lines), lines
+
+
+def test_a_delivery_that_fails_is_traced_as_rejected(trace: Path, session_keyring: int) -> None:
+    """The record matches but its queue keyring was revoked, so the link
+    fails: the route event says rejected (with the record's container),
+    never intercepted, since the request never reached a queue."""
+    queue = Keyring(session_keyring).add_keyring("kcont-trace-rv")
+    desc = unique("revoked-queue")
+    with Container("kcont-trace-rv", trusted=False) as box:
+        box.intercept("user", queue=queue.serial)
+        box_id = box.id
+        queue.revoke()
+        result = request_in(box, "user", desc)
+    assert result.get("errno") == errno.EKEYREVOKED, result
+    (line,) = _lines(trace, f"desc={desc}")
+    assert "route=rejected" in line and f"record_container={box_id}" in line, line

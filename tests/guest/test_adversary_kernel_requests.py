@@ -1,0 +1,180 @@
+"""The attacker as kernel clients make requests: waits, exits and nesting.
+
+Filesystems and the DNS resolver call request_key() from kernel code:
+they wait without being interruptible, and a file's release may make a
+request while its task exits, after the task's namespaces are gone.  A
+daemon serving one request may make another while it holds the first's
+authority.  The series' fault switches include a kernel requester
+(``keys/kernel_request``, ``keys/request_on_release`` in debugfs) that
+makes these calls from a task the test controls.
+
+Each test is a way to hang a task or crash the kernel through routing:
+a member killed while a request nobody serves is pending must die at
+once; a request made from an exiting task must be routed without its
+namespaces (not through a NULL pointer); a nested request belongs to the
+original requester, for routing as for the daemon's query.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import adversary
+import pytest
+from agents import Agent
+from upcall_fixtures import FAULT_SWITCHES, serve, sysctl, unique, wait_queued
+
+from kcont import upcalls
+from kcont.container import Container
+from kcont.keys import Key, Keyring, assume_authority, request_key
+
+KERNEL_REQUEST = FAULT_SWITCHES / "kernel_request"
+REQUEST_ON_RELEASE = FAULT_SWITCHES / "request_on_release"
+TIMEOUT_SYSCTL = Path("/proc/sys/kernel/keys/intercept_timeout")
+
+
+@pytest.fixture
+def member(queue: Keyring) -> Iterator[Container]:
+    """A container whose "user" upcalls go to ``queue``; an agent is its init."""
+    with Container("adv-kreq") as c:
+        c.intercept("user", queue=queue.serial)
+        agent = Agent(c)
+        try:
+            yield c
+        finally:
+            agent.stop()
+
+
+def reaped_within(pid: int, seconds: float) -> int | None:
+    """The wait status of ``pid`` if it ends within ``seconds``, else None."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.02)
+    return None
+
+
+def test_a_kernel_requester_dies_at_sigkill_while_nobody_serves(
+        queue: Keyring, member: Container) -> None:
+    """A member's kernel-side request_key() (as NFS's idmapper makes it)
+    waits for a request that nobody serves: SIGKILL ends the task at once,
+    not when the intercept timeout fires."""
+    with sysctl("kernel.keys.intercept_timeout", "60"):
+        pid = member.fork()
+        if pid == 0:
+            try:
+                KERNEL_REQUEST.write_text(f"user {unique('adv-kill')} kernel")
+            finally:
+                os._exit(0)
+        (auth,) = wait_queued([queue], 1)[queue.serial]
+        os.kill(pid, signal.SIGKILL)
+        status = reaped_within(pid, 5.0)
+        try:
+            assert status is not None, "the requester outlived SIGKILL by 5 s"
+            assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        finally:
+            if status is None:
+                Key(auth).unlink(queue)
+                os.waitpid(pid, 0)
+
+
+@pytest.mark.parametrize("value", ["121", "3600", "86400"])
+def test_the_intercept_timeout_cannot_exceed_the_hung_task_timeout(value: str) -> None:
+    """No request waits past the hung-task detector's default (120 s):
+    a longer intercept timeout is refused, the old one kept."""
+    old = TIMEOUT_SYSCTL.read_text()
+    with pytest.raises(OSError) as err:
+        TIMEOUT_SYSCTL.write_text(value)
+    assert err.value.errno == errno.EINVAL
+    assert TIMEOUT_SYSCTL.read_text() == old
+    with sysctl("kernel.keys.intercept_timeout", "120"):
+        assert TIMEOUT_SYSCTL.read_text().strip() == "120"
+
+
+def release_request_at_exit(c: Container, spec: str) -> int:
+    """A member that exits with ``keys/request_on_release`` open: its last
+    fput(), and so the request, runs after its namespaces were dropped."""
+    pid = c.fork()
+    if pid == 0:
+        fd = os.open(REQUEST_ON_RELEASE, os.O_WRONLY)
+        os.write(fd, spec.encode())
+        os._exit(0)
+    return pid
+
+
+@pytest.mark.parametrize("pinned", [set(), {"uts"}, {"net", "user"}])
+def test_a_request_from_an_exiting_task_is_routed_without_namespaces(
+        queue: Keyring, pinned: set[str]) -> None:
+    """An exiting member has no namespaces left to match: a record that
+    pins none still takes its request, one that pins any refuses it
+    (ENOKEY: the container is untrusted), and nothing reads a NULL
+    nsproxy on the way."""
+    with Container("adv-exit") as c, adversary.kernel_reports() as found:
+        c.intercept("user", ns=pinned, queue=queue.serial)
+        agent = Agent(c)
+        try:
+            desc = unique("adv-exit")
+            pid = release_request_at_exit(c, f"user {desc} kernel")
+            if not pinned:
+                (auth,) = wait_queued([queue], 1)[queue.serial]
+                serve(auth, payload="at-exit")
+            status = reaped_within(pid, 30.0)
+            assert status is not None, "the exiting member never finished its exit"
+            delivered = [k.serial for k in queue.linked()]
+        finally:
+            agent.stop()
+    assert found == []
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    if pinned:
+        assert delivered == []
+
+
+def test_a_nested_request_is_the_original_requesters(queue: Keyring) -> None:
+    """A host task serving a member's request makes a request of its own
+    while it holds the member's authority: that request is routed by the
+    member's container (to its queue, not to the host's helper), and the
+    query says it is the member's.  The record pins the container's own
+    UTS namespace, matched against the member's, not the host task's."""
+    with Container("adv-nest", ns={"uts"}) as member:
+        member.intercept("user", ns={"uts"}, queue=queue.serial)
+        outer = Agent(member)
+        try:
+            nested_request(queue, member, outer)
+        finally:
+            outer.stop()
+
+
+def nested_request(queue: Keyring, member: Container, outer: Agent) -> None:
+    """The body of the nested-request test, with the member's agent."""
+    pending = outer.request("user", unique("adv-outer"), unshare=())
+    (auth,) = wait_queued([queue], 1)[queue.serial]
+    target = upcalls.query_auth(auth).target_key
+    nested_desc = unique("adv-nested")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            with assume_authority(target):
+                request_key("user", nested_desc, "nested")
+            code = 0
+        finally:
+            os._exit(code)
+    queued = wait_queued([queue], 2, timeout=20)[queue.serial]
+    nested = [a for a in queued if a != auth]
+    try:
+        assert len(nested) == 1, f"the nested request was not queued: {queued}"
+        query = upcalls.query_auth(nested[0])
+        assert query.container_id == member.id
+        serve(nested[0], payload="nested")
+    finally:
+        serve(auth, payload="outer")
+    status = reaped_within(pid, 30.0)
+    assert status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert pending.result(timeout=30).get("payload") == "outer"
