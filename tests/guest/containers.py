@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -58,3 +59,15 @@ def errno_in_child(body: Callable[[], Any]) -> int | None:
         return None
 
     return run_child(os.fork, wrapped)
+
+
+def reaped_within(pid: int, seconds: float) -> int | None:
+    """The wait status of child ``pid`` if it ends within ``seconds``, else
+    None (it is not reaped then)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.02)
+    return None

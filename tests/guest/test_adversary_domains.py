@@ -5,12 +5,14 @@ and may share keyrings: the uid's user-session keyring, or a session
 keyring their members inherited.  A key constructed for one container's
 request must still never answer another container's request, whether it
 is complete (found) or still being constructed (joined): each container
-is a key domain of its own.  Keys the host provides (in the container's
-keyring, say) are found by every member, as before.
+is a key domain of its own.  Keys the host or a managing ancestor
+provides (in the container's keyring, say) are found by the members
+below, as before.
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 
 import pytest
@@ -80,3 +82,30 @@ def test_a_key_under_construction_for_one_container_is_not_joined_by_another(
     finally:
         serve(auth, payload="for-a")
     assert mine.result(timeout=30).get("payload") == "for-a"
+
+
+def test_a_member_finds_its_managers_keys_and_never_a_siblings(session_keyring: int) -> None:
+    """A member of an outer container (the manager of an inner one) adds a
+    key to a keyring everyone here shares: the inner container's members
+    find it (their ancestors' domains come after their own), a sibling of
+    the outer container does not (another branch of the tree)."""
+    desc = unique("adv-managed")
+    with Container("adv-dom-outer") as outer, Container("adv-dom-sibling") as sibling:
+        manager, stranger = Agent(outer), Agent(sibling)
+        try:
+            added = manager.sh("keyctl", "add", "user", desc, "managed", str(session_keyring))
+            assert added["rc"] == 0, added
+            with manager.create("adv-dom-inner", 0) as inner:
+                member = Agent(inner)
+                try:
+                    found = member.request("user", desc, callout=None,
+                                           own_session=False).result(timeout=30)
+                finally:
+                    member.stop()
+            refused = stranger.request("user", desc, callout=None,
+                                       own_session=False).result(timeout=30)
+        finally:
+            manager.stop()
+            stranger.stop()
+    assert "serial" in found, f"the inner member did not find its manager's key: {found}"
+    assert refused.get("errno") == errno.ENOKEY, refused

@@ -20,13 +20,13 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import adversary
 import pytest
 from agents import Agent
+from containers import reaped_within, run_child
 from upcall_fixtures import FAULT_SWITCHES, serve, sysctl, unique, wait_queued
 
 from kcont import upcalls
@@ -48,17 +48,6 @@ def member(queue: Keyring) -> Iterator[Container]:
             yield c
         finally:
             agent.stop()
-
-
-def reaped_within(pid: int, seconds: float) -> int | None:
-    """The wait status of ``pid`` if it ends within ``seconds``, else None."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        time.sleep(0.02)
-    return None
 
 
 def test_a_kernel_requester_dies_at_sigkill_while_nobody_serves(
@@ -178,3 +167,45 @@ def nested_request(queue: Keyring, member: Container, outer: Agent) -> None:
     status = reaped_within(pid, 30.0)
     assert status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert pending.result(timeout=30).get("payload") == "outer"
+
+
+def kernel_request_in(c: Container, spec: str) -> int:
+    """errno of a kernel-side request made by a new member (0: a key)."""
+    def body() -> int:
+        try:
+            KERNEL_REQUEST.write_text(spec)
+        except OSError as err:
+            return err.errno or -1
+        return 0
+    return int(run_child(c.fork, body))
+
+
+@pytest.mark.parametrize("own_net", [False, True])
+def test_only_a_container_with_its_own_network_constructs_its_dns_keys(
+        queue: Keyring, own_net: bool) -> None:
+    """dns_resolver keys are shared by every task of a network namespace
+    (the resolver's cache keyring): a container in the host's network
+    namespace may not have its daemon answer its members' DNS queries,
+    or it would answer the host's; one with its own namespace may."""
+    with Container("adv-dns", ns={"net"} if own_net else set(), trusted=False) as c:
+        c.intercept("dns_resolver", queue=queue.serial)
+        agent = Agent(c)
+        try:
+            if own_net:
+                pid = c.fork()
+                if pid == 0:
+                    try:
+                        KERNEL_REQUEST.write_text(f"dns_resolver {unique('adv-dns')} kernel")
+                    finally:
+                        os._exit(0)
+                queued = wait_queued([queue], 1, timeout=30)[queue.serial]
+                assert len(queued) == 1
+                serve(queued[0], payload="192.0.2.1\0")  # the resolver's payload ends in NUL
+                status = reaped_within(pid, 30.0)
+                assert status is not None and os.WIFEXITED(status)
+            else:
+                assert kernel_request_in(c, f"dns_resolver {unique('adv-dns')} kernel") == \
+                    errno.ENOKEY
+                assert queue.linked() == []
+        finally:
+            agent.stop()

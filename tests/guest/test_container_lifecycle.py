@@ -13,20 +13,17 @@ from pathlib import Path
 
 import pytest
 from budget import examples
-from containers import in_container, run_child
+from containers import in_container, reaped_within, run_child
 
 from kcont import keys, proc
 from kcont.container import Container, fork_into
 
 
 def wait_status(pid: int, timeout: float = 30.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"pid {pid} did not exit within {timeout}s")
+    status = reaped_within(pid, timeout)
+    if status is None:
+        raise AssertionError(f"pid {pid} did not exit within {timeout}s")
+    return status
 
 
 def sleeper(c: Container) -> int:
