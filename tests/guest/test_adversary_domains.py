@@ -19,6 +19,7 @@ import pytest
 from agents import Agent
 from upcall_fixtures import serve, unique, wait_queued
 
+from kcont import keys
 from kcont.container import Container
 from kcont.keys import Keyring
 
@@ -86,26 +87,36 @@ def test_a_key_under_construction_for_one_container_is_not_joined_by_another(
 
 def test_a_member_finds_its_managers_keys_and_never_a_siblings(session_keyring: int) -> None:
     """A member of an outer container (the manager of an inner one) adds a
-    key to a keyring everyone here shares: the inner container's members
-    find it (their ancestors' domains come after their own), a sibling of
-    the outer container does not (another branch of the tree)."""
+    key to a keyring every container here searches (linked into uid 0's
+    user-session keyring, which they share): the inner container's
+    members find it (their ancestors' domains come after their own); a
+    sibling of the outer container does not (another branch of the tree)."""
     desc = unique("adv-managed")
-    with Container("adv-dom-outer") as outer, Container("adv-dom-sibling") as sibling:
-        manager, stranger = Agent(outer), Agent(sibling)
-        try:
-            added = manager.sh("keyctl", "add", "user", desc, "managed", str(session_keyring))
-            assert added["rc"] == 0, added
-            with manager.create("adv-dom-inner", 0) as inner:
-                member = Agent(inner)
-                try:
-                    found = member.request("user", desc, callout=None,
+    shared = Keyring(session_keyring).add_keyring("adv-shared")
+    shared.setperm(0x3F3F0000)
+    user_session = Keyring.special(keys.USER_SESSION, create=True)
+    shared.link(user_session)
+    try:
+        with Container("adv-dom-outer") as outer, Container("adv-dom-sibling") as sibling:
+            manager, stranger = Agent(outer), Agent(sibling)
+            try:
+                added = manager.sh("sh", "-c", f"id=$(keyctl add user {desc} managed "
+                                   f"{shared.serial}) && keyctl setperm $id 0x3f3f0000")
+                assert added["rc"] == 0, added
+                with manager.create("adv-dom-inner", 0) as inner:
+                    member = Agent(inner)
+                    try:
+                        found = member.request("user", desc, callout=None,
+                                               own_session=False).result(timeout=30)
+                    finally:
+                        member.stop()
+                refused = stranger.request("user", desc, callout=None,
                                            own_session=False).result(timeout=30)
-                finally:
-                    member.stop()
-            refused = stranger.request("user", desc, callout=None,
-                                       own_session=False).result(timeout=30)
-        finally:
-            manager.stop()
-            stranger.stop()
-    assert "serial" in found, f"the inner member did not find its manager's key: {found}"
+            finally:
+                manager.stop()
+                stranger.stop()
+    finally:
+        shared.unlink(user_session)
+    assert found.get("payload") == "managed", \
+        f"the inner member did not find its manager's key: {found}"
     assert refused.get("errno") == errno.ENOKEY, refused
