@@ -56,12 +56,7 @@ def test_a_kernel_requester_dies_at_sigkill_while_nobody_serves(
     waits for a request that nobody serves: SIGKILL ends the task at once,
     not when the intercept timeout fires."""
     with sysctl("kernel.keys.intercept_timeout", "60"):
-        pid = member.fork()
-        if pid == 0:
-            try:
-                KERNEL_REQUEST.write_text(f"user {unique('adv-kill')} kernel")
-            finally:
-                os._exit(0)
+        pid = start_kernel_request(member, f"user {unique('adv-kill')} kernel")
         (auth,) = wait_queued([queue], 1)[queue.serial]
         os.kill(pid, signal.SIGKILL)
         status = reaped_within(pid, 5.0)
@@ -85,6 +80,18 @@ def test_the_intercept_timeout_cannot_exceed_the_hung_task_timeout(value: str) -
     assert TIMEOUT_SYSCTL.read_text() == old
     with sysctl("kernel.keys.intercept_timeout", "120"):
         assert TIMEOUT_SYSCTL.read_text().strip() == "120"
+
+
+def start_kernel_request(c: Container, spec: str) -> int:
+    """A new member of ``c`` that makes a kernel-side request and exits
+    when it ends: its pid, for the test to serve, kill or reap it."""
+    pid = c.fork()
+    if pid == 0:
+        try:
+            KERNEL_REQUEST.write_text(spec)
+        finally:
+            os._exit(0)
+    return pid
 
 
 def release_request_at_exit(c: Container, spec: str) -> int:
@@ -192,12 +199,7 @@ def test_only_a_container_with_its_own_network_constructs_its_dns_keys(
         agent = Agent(c)
         try:
             if own_net:
-                pid = c.fork()
-                if pid == 0:
-                    try:
-                        KERNEL_REQUEST.write_text(f"dns_resolver {unique('adv-dns')} kernel")
-                    finally:
-                        os._exit(0)
+                pid = start_kernel_request(c, f"dns_resolver {unique('adv-dns')} kernel")
                 queued = wait_queued([queue], 1, timeout=30)[queue.serial]
                 assert len(queued) == 1
                 serve(queued[0], payload="192.0.2.1\0")  # the resolver's payload ends in NUL
