@@ -9,16 +9,14 @@ later entry fails with ECANCELED, never with ENOMEM for ever.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cgroups import cgroup2_group
 from containers import run_child
 from fail_nth import faults_allowed, nth_failure
 
@@ -143,35 +141,13 @@ def test_a_failed_first_entry_leaves_no_live_unenterable_container(ns: tuple[str
     assert failed > 0, "no fault point of the first entry failed it"
 
 
-@contextlib.contextmanager
-def pids_cgroup(limit: int) -> Iterator[Path]:
-    """A cgroup v2 group with the pids controller at ``limit``."""
-    root = Path("/sys/fs/cgroup")
-    mounted = False
-    if not (root / "cgroup.controllers").exists():
-        root = Path("/tmp/kcont-cgroup2")
-        root.mkdir(exist_ok=True)
-        subprocess.run(["mount", "-t", "cgroup2", "none", str(root)], check=True)
-        mounted = True
-    group = root / "kcont-adv-pids"
-    try:
-        (root / "cgroup.subtree_control").write_text("+pids")
-        group.mkdir()
-        (group / "pids.max").write_text(str(limit))
-        yield group
-    finally:
-        if group.exists():
-            group.rmdir()
-        if mounted:
-            subprocess.run(["umount", str(root)], check=True)
-
-
 def test_a_first_entry_refused_after_its_pid_leaves_the_container_dead() -> None:
     """The pids controller refuses the first entry after the init's pid
     was allocated in the container's new pid namespace, which closes the
     namespace: the container must be dead (ECANCELED), not alive and
     failing every entry with ENOMEM."""
-    with Container("adv-pids", ns={"pid"}) as c, pids_cgroup(1) as group:
+    with (Container("adv-pids", ns={"pid"}) as c,
+          cgroup2_group("kcont-adv-pids", "pids", {"pids.max": "1"}) as group):
         def attempt() -> int | str:
             try:
                 pid = fork_into(c.fd)

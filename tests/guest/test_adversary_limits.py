@@ -21,9 +21,11 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from agents import Agent
+from cgroups import cgroup2_group
 from containers import run_child
 from upcall_fixtures import sysctl, unique, wait_queued
 
+from kcont import upcalls
 from kcont.container import Container, clone_into, create_raw
 from kcont.keys import Keyring
 
@@ -102,6 +104,74 @@ def test_a_container_flood_stops_at_the_users_limit() -> None:
         second = run_child(os.fork, lambda: flood(64))
     assert first["errno"] == errno.ENOSPC and first["made"] <= 64, first
     assert second == first
+
+
+MEMCG_FLOOD = 512
+
+
+def accounted_kmallocs() -> dict[str, int]:
+    """Objects in use per ``kmalloc-cg-*`` cache: the kmallocs charged to a
+    memory cgroup (GFP_KERNEL_ACCOUNT) and no others."""
+    counts = {}
+    for line in Path("/proc/slabinfo").read_text().splitlines()[2:]:
+        name, active = line.split()[:2]
+        if name.startswith("kmalloc-cg-"):
+            counts[name] = int(active)
+    return counts
+
+
+def slab_bytes(group: Path) -> int:
+    """Unreclaimable slab charged to ``group``, its statistics flushed."""
+    time.sleep(2.5)  # memcg flushes its per-cpu statistics every 2 s
+    for line in (group / "memory.stat").read_text().splitlines():
+        key, value = line.split()
+        if key == "slab_unreclaimable":
+            return int(value)
+    raise AssertionError(f"no slab_unreclaimable in {group}/memory.stat")
+
+
+def grown_most(before: dict[str, int], after: dict[str, int]) -> tuple[str, int]:
+    return max(((name, after.get(name, 0) - count) for name, count in before.items()),
+               key=lambda item: item[1])
+
+
+def memcg_flood(group: Path, queue: int) -> dict[str, object]:
+    """In ``group``: make MEMCG_FLOOD containers, then a record on each,
+    then drop them all; the accounted kmallocs and the group's slab
+    after each step."""
+    (group / "cgroup.procs").write_text(str(os.getpid()))
+    steps: dict[str, object] = {"slab0": slab_bytes(group)}
+    objects = accounted_kmallocs()
+    fds = [create_raw("memcg", 0) for _ in range(MEMCG_FLOOD)]
+    steps["slab1"] = slab_bytes(group)
+    steps["containers"] = grown_most(objects, objects := accounted_kmallocs())
+    for fd in fds:
+        upcalls.intercept(fd, "user", 0, queue)
+    steps["records"] = grown_most(objects, accounted_kmallocs())
+    for fd in fds:
+        os.close(fd)
+    time.sleep(1)  # the last put frees a container from a work item
+    steps["slab2"] = slab_bytes(group)
+    return steps
+
+
+def test_a_members_containers_and_records_are_charged_to_its_memory_cgroup(
+        queue: Keyring) -> None:
+    """A member that floods containers and records pays for them in its
+    own memory cgroup, as for user namespaces: each container and each
+    record is an accounted kmalloc (a ``kmalloc-cg-*`` cache grows by one
+    object per container, then per record), the member's group is charged
+    at least their size, and freeing them gives the charge back."""
+    with cgroup2_group("kcont-adv-memcg", "memory", {}) as group:
+        steps = run_child(os.fork, lambda: memcg_flood(group, queue.serial))
+    cache, grown = steps["containers"]
+    assert grown >= MEMCG_FLOOD * 0.9, f"containers not accounted: {steps}"
+    assert steps["records"][1] >= MEMCG_FLOOD * 0.9, f"records not accounted: {steps}"
+    size = int(cache.removeprefix("kmalloc-cg-").replace("k", "")) * (
+        1024 if cache.endswith("k") else 1)
+    charged = steps["slab1"] - steps["slab0"]
+    assert charged >= MEMCG_FLOOD * size, f"{charged} bytes charged to the member: {steps}"
+    assert steps["slab2"] - steps["slab0"] < charged / 2, f"charge kept after free: {steps}"
 
 
 def revokes_per_second(session: Keyring, count: int) -> float:
