@@ -14,9 +14,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import statistics
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -174,40 +176,74 @@ def test_a_members_containers_and_records_are_charged_to_its_memory_cgroup(
     assert steps["slab2"] - steps["slab0"] < charged / 2, f"charge kept after free: {steps}"
 
 
-def revokes_per_second(session: Keyring, count: int) -> float:
-    start = time.perf_counter()
+TRACING = Path("/sys/kernel/tracing")
+SWEEP = "key_intercept_queue_gone"
+
+
+@contextmanager
+def sweep_timer() -> Iterator[Callable[[], list[float]]]:
+    """Time every call of the revoke/invalidate/clear sweep with ftrace's
+    function_graph tracer (top-level only in 6.1): a function that reads
+    the durations (us) since its last call.  The hook's own time, not the
+    revoke's, so that the machine's noise does not hide its cost."""
+    if not (TRACING / "trace").exists():
+        subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACING)], check=True)
+    (TRACING / "set_ftrace_filter").write_text(SWEEP)
+    (TRACING / "current_tracer").write_text("function_graph")
+    (TRACING / "trace").write_text("")
+    pattern = re.compile(r"([\d.]+) us\s*\|\s*" + SWEEP + r"\(\);")
+
+    def durations() -> list[float]:
+        text = (TRACING / "trace").read_text()
+        (TRACING / "trace").write_text("")
+        return [float(m.group(1)) for m in pattern.finditer(text)]
+
+    try:
+        yield durations
+    finally:
+        (TRACING / "current_tracer").write_text("nop")
+        (TRACING / "set_ftrace_filter").write_text("")
+
+
+def revoke_unrelated(session: Keyring, count: int) -> None:
     for i in range(count):
         session.add_keyring(f"adv-unrelated-{i}").revoke()
-    return count / (time.perf_counter() - start)
 
 
 def test_thousands_of_pending_requests_cost_unrelated_revokes_nothing(
         session_keyring: int, queue: Keyring) -> None:
-    """1000 requests pending on one container's queue: revoking keyrings
-    that are not queues runs as fast as with none pending (the sweep looks
-    up the revoked keyring's own requests).  Measured in rounds before,
-    during and after, as a ratio; every request is answered (ENOKEY)
-    when the record goes."""
-    session = Keyring(session_keyring)
-    scratch = session.add_keyring("adv-scratch")
-    idle, loaded = [], []
+    """1000 requests pending on one container's queue: the sweep that
+    every revoke in the system runs looks up the revoked keyring's own
+    requests, so for keyrings that are not queues it takes as long as
+    with none pending (10th percentile of 200 revokes each, timed by
+    ftrace, a ratio under 3; the old walk of all 1000 took 6x).  Every
+    request is answered (ENOKEY) when the record goes."""
+    scratch = Keyring(session_keyring).add_keyring("adv-scratch")
     with ExitStack() as stack:
         stack.enter_context(sysctl("kernel.keys.intercept_timeout", "120"))
-        for _ in range(3):
-            idle.append(revokes_per_second(scratch, 300))
+        durations = stack.enter_context(sweep_timer())
+        revoke_unrelated(scratch, 50)  # warm-up: the traced code's first runs
+        durations()
+        revoke_unrelated(scratch, 200)
+        idle = durations()
         c = stack.enter_context(Container("adv-flood"))
         c.intercept("user", queue=queue.serial)
         agent = Agent(c)
         stack.callback(agent.stop)
         pending = agent.request("user", [unique("adv-flood") for _ in range(1000)])
         assert len(wait_queued([queue], 1000, timeout=120)[queue.serial]) == 1000
-        for _ in range(3):
-            loaded.append(revokes_per_second(scratch, 300))
+        durations()
+        revoke_unrelated(scratch, 200)
+        loaded = durations()
         c.remove_intercepts()  # every request ends (ENOKEY) while its requester lives
         results = pending.results(timeout=300)
-        stack.close()
-    for _ in range(3):
-        idle.append(revokes_per_second(scratch, 300))
-    ratio = statistics.median(idle) / statistics.median(loaded)
-    assert ratio < 2.0, f"revokes {ratio:.1f}x slower with 1000 requests pending"
+    assert len(idle) >= 200 and len(loaded) >= 200, (len(idle), len(loaded))
+    # The 10th percentile: a vCPU preempted by the host only adds time.
+    fast_idle, fast_loaded = (statistics.quantiles(d, n=10)[0] for d in (idle, loaded))
+    ratio = fast_loaded / fast_idle
+    print(f"sweep p10 {fast_idle:.1f} us idle, {fast_loaded:.1f} us with 1000 pending: "
+          f"{ratio:.2f}x (medians {statistics.median(idle):.1f}, "
+          f"{statistics.median(loaded):.1f} us)")
+    assert ratio < 3.0, (f"the sweep took {ratio:.1f}x as long with 1000 requests pending "
+                         f"({fast_loaded:.1f} us against {fast_idle:.1f} us)")
     assert {r.get("errno") for r in results} == {errno.ENOKEY}
