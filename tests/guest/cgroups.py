@@ -15,7 +15,8 @@ from pathlib import Path
 @contextlib.contextmanager
 def cgroup2_group(name: str, controller: str, settings: dict[str, str]) -> Iterator[Path]:
     """The group ``name`` under the cgroup2 root, ``controller`` enabled for
-    it and each of ``settings`` (file name to value) written in order."""
+    it and each of ``settings`` (file name to value) written in order;
+    afterwards the root's controllers are as they were."""
     root = Path("/sys/fs/cgroup")
     mounted = False
     if not (root / "cgroup.controllers").exists():
@@ -24,14 +25,21 @@ def cgroup2_group(name: str, controller: str, settings: dict[str, str]) -> Itera
         subprocess.run(["mount", "-t", "cgroup2", "none", str(root)], check=True)
         mounted = True
     group = root / name
+    enabled = controller in (root / "cgroup.subtree_control").read_text().split()
+    created = False
     try:
         (root / "cgroup.subtree_control").write_text(f"+{controller}")
         group.mkdir()
+        created = True
         for file, value in settings.items():
             (group / file).write_text(value)
         yield group
     finally:
-        if group.exists():
+        if created:
             group.rmdir()
+        if not enabled:
+            # EBUSY while a removed group is still dying: enabled is harmless.
+            with contextlib.suppress(OSError):
+                (root / "cgroup.subtree_control").write_text(f"-{controller}")
         if mounted:
             subprocess.run(["umount", str(root)], check=True)
