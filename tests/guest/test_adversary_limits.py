@@ -6,7 +6,7 @@ at most ``/proc/sys/user/max_containers`` per user (charged up the user
 namespace tree), in the creator's memory cgroup.  Pending requests are
 bounded by the requesters' key quota, and thousands of them cost nothing
 to the rest of the system: a revoke, invalidate or clear of an unrelated
-keyring looks only at the requests queued on that keyring.
+keyring looks only at its own bucket of the pending requests' index.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -25,7 +24,7 @@ from pathlib import Path
 from agents import Agent
 from cgroups import cgroup2_group
 from containers import run_child
-from upcall_fixtures import sysctl, unique, wait_queued
+from upcall_fixtures import sysctl, tracefs, unique, wait_queued
 
 from kcont import upcalls
 from kcont.container import Container, clone_into, create_raw
@@ -194,7 +193,6 @@ def test_a_members_containers_and_records_are_charged_to_its_memory_cgroup(
         f"charge kept after free: {steps}"
 
 
-TRACING = Path("/sys/kernel/tracing")
 SWEEP = "key_intercept_queue_gone"
 
 
@@ -204,26 +202,25 @@ def sweep_timer() -> Iterator[Callable[[], list[float]]]:
     function_graph tracer (top-level only in 6.1): a function that reads
     the durations (us) since its last call.  The hook's own time, not the
     revoke's, so that the machine's noise does not hide its cost."""
-    if not (TRACING / "trace").exists():
-        subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACING)], check=True)
-    tracer = (TRACING / "current_tracer").read_text().strip()
-    functions = (TRACING / "set_ftrace_filter").read_text()
+    tracing = tracefs()
+    tracer = (tracing / "current_tracer").read_text().strip()
+    functions = (tracing / "set_ftrace_filter").read_text()
     pattern = re.compile(r"([\d.]+) us\s*\|\s*" + SWEEP + r"\(\);")
 
     def durations() -> list[float]:
-        text = (TRACING / "trace").read_text()
-        (TRACING / "trace").write_text("")
+        text = (tracing / "trace").read_text()
+        (tracing / "trace").write_text("")
         return [float(m.group(1)) for m in pattern.finditer(text)]
 
     try:
-        (TRACING / "set_ftrace_filter").write_text(SWEEP)
-        (TRACING / "current_tracer").write_text("function_graph")
-        (TRACING / "trace").write_text("")
+        (tracing / "set_ftrace_filter").write_text(SWEEP)
+        (tracing / "current_tracer").write_text("function_graph")
+        (tracing / "trace").write_text("")
         yield durations
     finally:
-        (TRACING / "current_tracer").write_text(tracer)
+        (tracing / "current_tracer").write_text(tracer)
         # An empty filter reads as a comment ("all functions enabled").
-        (TRACING / "set_ftrace_filter").write_text(
+        (tracing / "set_ftrace_filter").write_text(
             "" if functions.startswith("#") else functions)
 
 

@@ -9,34 +9,31 @@ from __future__ import annotations
 
 import errno
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from agents import Agent, request_in
-from upcall_fixtures import marking_helper, serve, sysctl, unique, wait_queued
+from upcall_fixtures import marking_helper, serve, sysctl, tracefs, unique, wait_queued
 
 from kcont.container import Container
 from kcont.keys import Keyring
 
-TRACING = Path("/sys/kernel/tracing")
 EVENTS = ("key_upcall_route", "key_upcall_complete", "key_upcall_timeout")
 
 
 @pytest.fixture(scope="module")
 def trace() -> Iterator[Path]:
-    if not (TRACING / "events").exists():
-        subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACING)], check=True)
+    tracing = tracefs()
     with marking_helper():
         for event in EVENTS:
-            (TRACING / "events" / "keys" / event / "enable").write_text("1")
+            (tracing / "events" / "keys" / event / "enable").write_text("1")
         try:
-            yield TRACING / "trace"
+            yield tracing / "trace"
         finally:
             for event in EVENTS:
-                (TRACING / "events" / "keys" / event / "enable").write_text("0")
+                (tracing / "events" / "keys" / event / "enable").write_text("0")
 
 
 def _lines(trace: Path, needle: str, timeout: float = 10.0) -> list[str]:

@@ -66,6 +66,16 @@ def marked() -> set[str]:
 
 
 # The series' fault switches (CONFIG_KEYS_INTERCEPT_FAULT, debug profile).
+TRACING = Path("/sys/kernel/tracing")
+
+
+def tracefs() -> Path:
+    """The tracefs root, mounted if the guest booted without it."""
+    if not (TRACING / "trace").exists():
+        subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACING)], check=True)
+    return TRACING
+
+
 FAULT_SWITCHES = Path("/sys/kernel/debug/keys")
 
 
