@@ -3,6 +3,8 @@
   kcont run [--name N] [--ns user,pid,mnt,net,uts,ipc,cgroup]
             [--trusted|--untrusted] [--daemon [--daemon-config DIR]] -- CMD...
   kcont ls [--json]
+  kcont model [NAME] [--boundary on|off]
+  kcont userns-intercept --userns PATH (--type T --queue SERIAL [--ns KINDS] | --remove [--type T])
 
 Every error is one line on stderr.  ``run`` exits as env(1) does
 (kcont.exit_codes): 125 if kcont itself failed, 126 if CMD cannot be
@@ -39,6 +41,8 @@ examples:
   kcont run --ns pid,mnt,uts -- hostname
   kcont run --name web --untrusted -- sh -c 'cat /proc/containers'
   kcont ls --json
+  kcont model userns-walk --boundary on
+  kcont userns-intercept --userns /proc/1234/ns/user --type user --queue 123456789
 
 exit status of run: CMD's status (128+N if signal N killed it); 125 if kcont
 run itself failed (container refused, admission denied, daemon not ready);
@@ -83,7 +87,44 @@ def make_parser() -> OneLineParser:
     ls.add_argument("-J", "--json", action="store_true",
                     help="a JSON array of objects with the fields name, id, use, flags, "
                          "trusted, owner, group, current")
+    add_model_parsers(sub)
     return parser
+
+
+def add_model_parsers(sub: argparse._SubParsersAction[OneLineParser]) -> None:
+    """``model`` and ``userns-intercept``: the routing models' switch and
+    the user-namespace models' registration."""
+    from kcont.upcall_models import MODELS
+
+    model = sub.add_parser("model", help="show or select the upcall routing model",
+                           description="Show the routing model in force "
+                                       "(kernel.keys.upcall_model), or select one; the "
+                                       "kernel refuses a change while registrations of "
+                                       "the current one exist.")
+    model.set_defaults(usage_error=model.error)
+    model.add_argument("name", nargs="?", choices=MODELS, metavar="NAME",
+                       help="one of: " + ", ".join(MODELS))
+    model.add_argument("--boundary", choices=("on", "off"),
+                       help="userns models: refuse (on) rather than hand to the host's "
+                            "helper a request from outside the init namespaces")
+    reg = sub.add_parser("userns-intercept",
+                         help="register a queue keyring for a user namespace's upcalls",
+                         description="Add (or with --remove, remove) a registration of the "
+                                     "userns-walk or userns-intercept model "
+                                     "(KEYCTL_USERNS_INTERCEPT).")
+    reg.set_defaults(usage_error=reg.error)
+    reg.add_argument("--userns", required=True, metavar="PATH",
+                     help="the user namespace, e.g. /proc/PID/ns/user")
+    reg.add_argument("--type", dest="key_type", metavar="TYPE",
+                     help='key type, or "*" for every type')
+    reg.add_argument("--ns", default="", type=parse_ns_list,
+                     help="userns-intercept: comma-separated kinds of this process's "
+                          "namespaces the requester must share")
+    reg.add_argument("--queue", type=int, default=0, metavar="SERIAL",
+                     help="the queue keyring (Write permission needed)")
+    reg.add_argument("--remove", action="store_true",
+                     help="remove the registrations with this type and --ns (all without "
+                          "--type)")
 
 
 def parse_ns_list(text: str) -> list[str]:
@@ -225,8 +266,46 @@ def restore_signals() -> None:
         signal.signal(sig, signal.SIG_DFL)
 
 
+def cmd_model(opts: argparse.Namespace) -> int:
+    from kcont import upcall_models
+
+    if opts.name is None and opts.boundary is None:
+        boundary = "on" if upcall_models.boundary() else "off"
+        print(f"{upcall_models.active()} boundary={boundary}")
+        return 0
+    name = opts.name or upcall_models.active()
+    upcall_models.select(name, None if opts.boundary is None else opts.boundary == "on")
+    return 0
+
+
+def cmd_userns_intercept(opts: argparse.Namespace) -> int:
+    from kcont import upcalls
+
+    if not opts.remove and (opts.key_type is None or not opts.queue):
+        opts.usage_error("a registration needs --type and --queue (or give --remove)")
+    fd = os.open(opts.userns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if opts.remove:
+            removed = upcalls.remove_userns_intercepts(fd, opts.key_type, opts.ns)
+            print(f"removed {removed}")
+        else:
+            upcalls.userns_intercept(fd, opts.key_type, opts.ns, opts.queue)
+    finally:
+        os.close(fd)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = make_parser().parse_args(argv)
+    if opts.command in ("model", "userns-intercept"):
+        handler = cmd_model if opts.command == "model" else cmd_userns_intercept
+        try:
+            return handler(opts)
+        except OSError as err:
+            print(f"kcont {opts.command}: {describe(err)}", file=sys.stderr)
+        except ValueError as err:
+            print(f"kcont {opts.command}: {err}", file=sys.stderr)
+        return EXIT_LS_FAILED
     if opts.command == "ls":
         restore_signals()
         try:

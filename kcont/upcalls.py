@@ -1,4 +1,5 @@
-"""The series' keyctl operations: interception records, auth queries,
+"""The series' keyctl operations: interception records (a container's, or
+a user namespace's under the user-namespace routing models), auth queries,
 container keyrings and grants to containers.
 
 Functions here take raw fds and serials, as the kernel does; the methods
@@ -10,6 +11,7 @@ header through ``kcont._keyctl``.
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -90,6 +92,33 @@ def remove_intercepts(container_fd: int, key_type: str | bytes | None = None,
     return check("keyctl_container_intercept",
                  keyctl_lib.kcont_container_intercept(container_fd, _type_arg(key_type),
                                                       ns_mask(ns), 0))
+
+
+def userns_intercept(userns_fd: int, key_type: str | bytes, ns: Iterable[str] | int,
+                     queue: int) -> None:
+    """Register keyring ``queue`` for the user namespace ``userns_fd`` names
+    (KEYCTL_USERNS_INTERCEPT), under the userns-walk or userns-intercept model.
+    ``ns`` pins the caller's own namespaces (userns-intercept only)."""
+    check("keyctl_userns_intercept",
+          keyctl_lib.kcont_userns_intercept(userns_fd, _type_arg(key_type), ns_mask(ns), queue))
+
+
+def remove_userns_intercepts(userns_fd: int, key_type: str | bytes | None = None,
+                             ns: Iterable[str] | int = 0) -> int:
+    """Remove a user namespace's registrations with this type and mask (all if None)."""
+    return check("keyctl_userns_intercept",
+                 keyctl_lib.kcont_userns_intercept(userns_fd, _type_arg(key_type),
+                                                   ns_mask(ns), 0))
+
+
+def userns_intercept_own(key_type: str | bytes, ns: Iterable[str] | int, queue: int) -> None:
+    """Register ``queue`` for the caller's own user namespace: what a daemon
+    serving its container's user namespace does."""
+    fd = os.open("/proc/self/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        userns_intercept(fd, key_type, ns, queue)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ static const int KEYCTL_CONTAINER_INTERCEPT;
 static const int KEYCTL_QUERY_REQUEST_KEY_AUTH;
 static const int KEYCTL_SET_CONTAINER_KEYRING;
 static const int KEYCTL_GRANT_PERMISSION;
+static const int KEYCTL_USERNS_INTERCEPT;
 static const int KEYCTL_CAPABILITIES;
 static const int KEYCTL_GET_KEYRING_ID;
 static const int KEYCTL_REVOKE;
@@ -84,6 +85,8 @@ long kcont_set_container_keyring(int containerfd, key_serial_t keyring);
 long kcont_grant_permission(key_serial_t key, unsigned int subject_type,
                             unsigned long subject, unsigned int perm);
 long kcont_keyctl_capabilities(unsigned char *buf, size_t buflen);
+long kcont_userns_intercept(int userns_fd, const char *type, unsigned int ns_mask,
+                            key_serial_t queue);
 """
 
 CUSTOMIZATIONS = """
@@ -116,6 +119,12 @@ static long kcont_grant_permission(key_serial_t key, unsigned int subject_type,
                                    unsigned long subject, unsigned int perm)
 {
     return syscall(__NR_keyctl, KEYCTL_GRANT_PERMISSION, key, subject_type, subject, perm);
+}
+
+static long kcont_userns_intercept(int userns_fd, const char *type, unsigned int ns_mask,
+                                   key_serial_t queue)
+{
+    return syscall(__NR_keyctl, KEYCTL_USERNS_INTERCEPT, userns_fd, type, ns_mask, queue);
 }
 
 static long kcont_keyctl_capabilities(unsigned char *buf, size_t buflen)

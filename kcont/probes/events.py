@@ -21,7 +21,9 @@ from kcont.one_line_parser import one_line
 KINDS = {1: "route", 2: "assume", 3: "end", 4: "complete", 5: "timeout", 6: "helper"}
 # The route codes and names: KEY_UPCALL_* and show_key_upcall_route() in the
 # series' include/trace/events/keys.h (patch 0007).
-ROUTES = {0: "intercepted", 1: "helper", 2: "rejected"}
+ROUTES = {0: "intercepted", 1: "helper", 2: "rejected", 3: "in-context"}
+# The routing models: KEY_UPCALL_MODEL_* and show_key_upcall_model() there.
+MODELS = {0: "container", 1: "userns-walk", 2: "userns-intercept", 3: "helper-in-context"}
 # How an end event's key was completed: END_* in upcallsnoop.c.
 END_INSTANTIATE, END_REJECT = 0, 1
 REQUEST_KEY = "/sbin/request-key"
@@ -47,7 +49,8 @@ class RawEvent(ctypes.Structure):
                 ("kind", ctypes.c_uint32), ("pid", ctypes.c_uint32), ("tid", ctypes.c_uint32),
                 ("key", ctypes.c_int32), ("route", ctypes.c_int32), ("result", ctypes.c_int32),
                 ("comm", ctypes.c_char * 16), ("type", ctypes.c_char * 32),
-                ("desc", ctypes.c_char * 128), ("arg", ctypes.c_char * 16)]
+                ("desc", ctypes.c_char * 128), ("arg", ctypes.c_char * 16),
+                ("model", ctypes.c_int32), ("record_userns", ctypes.c_uint32)]
 
 
 def ns_dict(raw: Any) -> dict[str, int]:
@@ -80,6 +83,8 @@ def decode(raw: Any) -> dict[str, Any]:
             description=bytes(raw.desc).split(b"\0", 1)[0].decode(errors="replace"),
             route=ROUTES.get(int(raw.route), str(raw.route)),
             record_container=int(raw.record_container),
+            model=MODELS.get(int(raw.model), str(raw.model)),
+            record_userns=int(raw.record_userns),
             reported={"container": int(raw.tp_container), "ns": ns_dict(raw.tp_ns)})
         event["disagree"] = disagreements(event)
     elif kind == "end":
@@ -152,8 +157,13 @@ def detail(event: dict[str, Any]) -> str:
     kind = event["event"]
     if kind == "route":
         route = event["route"]
-        where = f"ctr{event['record_container']}" if route == "intercepted" else route
+        where = route
+        if route == "intercepted":
+            where = (f"userns{event['record_userns']}" if event.get("record_userns")
+                     else f"ctr{event['record_container']}")
         text = f"{where} {one_line(event['type'])}:{one_line(event['description'])}"
+        if event.get("model", "container") != "container":
+            text += f" [{event['model']}]"
         if event["disagree"]:
             text += " DISAGREE(" + ",".join(event["disagree"]) + ")"
         return text

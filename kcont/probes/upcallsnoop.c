@@ -90,6 +90,8 @@ struct event {
 	char type[32];
 	char desc[128];		/* HELPER: the program's path */
 	char arg[16];		/* HELPER: argv[2], the key serial */
+	s32 model;		/* ROUTE: the routing model, KEY_UPCALL_MODEL_* */
+	u32 record_userns;	/* ROUTE: the registration's user namespace */
 };
 
 struct pending_end {
@@ -209,6 +211,8 @@ TRACEPOINT_PROBE(keys, key_upcall_route)
 	e->route = args->route;
 	e->tp_container = args->container_id;
 	e->record_container = args->record_container_id;
+	e->model = args->model;
+	e->record_userns = args->record_userns;
 	e->tp_ns.uts = args->uts;
 	e->tp_ns.ipc = args->ipc;
 	e->tp_ns.mnt = args->mnt;

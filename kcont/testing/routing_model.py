@@ -85,9 +85,12 @@ class Container:
 
 
 class Route(Enum):
+    """The routes the key_upcall_route tracepoint names."""
+
     INTERCEPTED = "intercepted"
     HELPER = "helper"
     REJECTED = "rejected"
+    IN_CONTEXT = "in-context"  # helper-in-context: the helper forked from the requester
 
 
 @dataclass(frozen=True)

@@ -130,10 +130,12 @@ def _handle(sock: socket.socket, msg: dict[str, Any]) -> bool:
         _send(sock, {"pid": pid}, [rfd])
         os.close(rfd)
     elif op == "call":
-        # A keyctl call made here, for permission and namespace tests.
+        # A keyctl call made here, for permission and namespace tests; "FD0"
+        # in the arguments is the first fd the test passed along.
         from kcont import upcalls
+        args = [msg["fds"][0] if arg == "FD0" else arg for arg in msg["args"]]
         try:
-            result = getattr(upcalls, msg["name"])(*msg["args"])
+            result = getattr(upcalls, msg["name"])(*args)
         except OSError as err:
             _send(sock, {"errno": err.errno})
         else:
@@ -187,11 +189,16 @@ def _signal_and_reap(pid: int, sig: int, grace: float) -> dict[str, Any]:
 def _serve(sock: socket.socket) -> None:
     while True:
         try:
-            msg, _ = _recv(sock, None)
+            msg, fds = _recv(sock, None)
         except EOFError:
             return
-        if not _handle(sock, msg):
-            return
+        msg["fds"] = fds
+        try:
+            if not _handle(sock, msg):
+                return
+        finally:
+            for fd in fds:
+                os.close(fd)
         try:
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
@@ -269,8 +276,9 @@ class Agent:
         reply, _ = self._call({"op": "ns"})
         self.namespaces: dict[str, int] = reply["ns"]
 
-    def _call(self, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
-        _send(self.sock, msg)
+    def _call(self, msg: dict[str, Any], fds: Iterable[int] = ()) -> tuple[dict[str, Any],
+                                                                           list[int]]:
+        _send(self.sock, msg, fds)
         return _recv(self.sock)
 
     def create(self, name: str, flags: int) -> Container:
@@ -297,9 +305,11 @@ class Agent:
                                  "own_session": own_session})
         return Pending(fds[0], reply["pid"], len(names))
 
-    def call(self, name: str, *args: Any) -> Any:
-        """Call kcont.upcalls.<name>(*args) in the agent; OSError comes back."""
-        reply, _ = self._call({"op": "call", "name": name, "args": list(args)})
+    def call(self, name: str, *args: Any, fd: int | None = None) -> Any:
+        """Call kcont.upcalls.<name>(*args) in the agent; OSError comes back.
+        ``fd`` is passed along, and an argument "FD0" stands for the agent's copy."""
+        reply, _ = self._call({"op": "call", "name": name, "args": list(args)},
+                              () if fd is None else (fd,))
         if "errno" in reply:
             raise OSError(reply["errno"], os.strerror(reply["errno"]), name)
         return reply["ok"]
