@@ -216,10 +216,10 @@ def column_in_force(column: str, session: Keyring) -> Iterator[Bench]:
             stack.callback(enable.write_text, "0")
             yield Bench(column, session, tracing / "trace", stack)
     finally:
-        _select_when_unregistered(before, before_boundary)
+        select_when_unregistered(before, before_boundary)
 
 
-def _select_when_unregistered(model: str, boundary: bool, timeout: float = 15.0) -> None:
+def select_when_unregistered(model: str, boundary: bool, timeout: float = 15.0) -> None:
     """Select ``model`` once the registrations are gone: a user namespace's
     goes with its queue keyring, which the key garbage collector destroys a
     moment after its last reference."""

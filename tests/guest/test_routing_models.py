@@ -23,7 +23,7 @@ import errno
 from collections.abc import Iterator
 
 import pytest
-from design_catalogue import QUEUE_PERM, route_of
+from design_catalogue import QUEUE_PERM, route_of, select_when_unregistered
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from routing_world import Scenario, World, scenarios
@@ -132,9 +132,7 @@ def test_kernel_routes_as_each_model_says(name: str, scenario: Scenario,
 def _back_to_container() -> None:
     """Registrations go with their queue keyrings, destroyed by the key
     garbage collector a moment after the world lets go of them."""
-    from design_catalogue import _select_when_unregistered
-
-    _select_when_unregistered("container", False)
+    select_when_unregistered("container", False)
 
 
 def _check_one(mw: ModelWorld, node: int | None, key_type: str, unshare: frozenset[str],
