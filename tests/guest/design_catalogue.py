@@ -33,7 +33,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agents import Agent
+from agents import Agent, Pending
 from upcall_fixtures import marked, serve, sysctl, tracefs, unique, wait_queued
 
 from kcont import upcall_models, upcalls
@@ -146,10 +146,18 @@ class Bench:
         self.stack.callback(os.close, fd)
         self.stack.callback(_quiet, lambda: upcalls.remove_userns_intercepts(fd))
 
-    def request(self, party: Party, unshare: tuple[str, ...] = ()) -> str:
-        """One request of type "user" by a member of ``party``; where it went."""
+    def request(self, party: Party, unshare: tuple[str, ...] = (),
+                exiting: bool = False) -> str:
+        """One request of type "user" by a member of ``party``; where it
+        went.  ``exiting``: made as a filesystem's release makes it, by a
+        member exiting with a file open (the series' debugfs requester),
+        after its namespaces are gone."""
         desc = unique("design")
-        pending = party.agent.request("user", desc, unshare=unshare)
+        if exiting:
+            return self._outcome(desc, ExitingRequest(party, desc))
+        return self._outcome(desc, party.agent.request("user", desc, unshare=unshare))
+
+    def _outcome(self, desc: str, pending: Pending | ExitingRequest) -> str:
         queues = {p.queue.serial: p for p in self.parties if p.queue is not None}
         found = wait_queued([Keyring(s) for s in queues], 1, timeout=3)
         holders = [(serial, auths) for serial, auths in found.items() if auths]
@@ -159,20 +167,48 @@ class Bench:
                 if _target_desc(auth) == desc:
                     serve(auth, payload="served")
                     served = queues[serial].name
+        # An exiting requester has nobody to read its result: the route,
+        # the queue and the helper's mark are the evidence then.
         result = pending.result(timeout=TIMEOUT_S + 60)
+        ok = result is None or "serial" in result
         route = route_of(self.trace, desc)
         if served is not None:
-            assert route["route"] == "intercepted" and "serial" in result, (route, result)
+            assert route["route"] == "intercepted" and ok, (route, result)
             return f"queue:{served}"
         if route["route"] == "intercepted":
-            assert result.get("errno") == errno.ETIMEDOUT, (route, result)
+            assert result is None or result.get("errno") == errno.ETIMEDOUT, (route, result)
             return "timeout"
         if route["route"] in ("helper", "in-context"):
-            assert desc in marked() and "serial" in result, (route, result)
+            assert desc in marked() and ok, (route, result)
             return str(route["route"])
-        assert route["route"] == "rejected" and result.get("errno") == errno.ENOKEY, \
-            (route, result)
+        assert route["route"] == "rejected", (route, result)
+        assert result is None or result.get("errno") == errno.ENOKEY, (route, result)
         return "rejected"
+
+
+class ExitingRequest:
+    """A request made by the release of a file its member exits with."""
+
+    FILE = Path("/sys/kernel/debug/keys/request_on_release")
+
+    def __init__(self, party: Party, desc: str) -> None:
+        assert party.container is not None
+        self.desc = desc
+        self.pid = party.container.fork()
+        if self.pid == 0:
+            try:
+                fd = os.open(self.FILE, os.O_WRONLY)
+                os.write(fd, f"user {desc} x".encode())
+            finally:
+                os._exit(0)
+
+    def result(self, timeout: float) -> None:
+        """Wait for the member's exit (its release waits for the key); no
+        result reaches anyone."""
+        deadline = time.monotonic() + timeout
+        while os.waitpid(self.pid, os.WNOHANG)[0] == 0:
+            assert time.monotonic() < deadline, "the exiting member never finished"
+            time.sleep(0.05)
 
 
 def _quiet(action: Callable[[], object]) -> None:
@@ -275,6 +311,15 @@ def daemon_died(b: Bench) -> str:
     return b.request(box)
 
 
+def exiting_requester(b: Bench) -> str:
+    """A member exits with a file open whose release requests a key, as a
+    filesystem's would: the request is made after the member's namespaces
+    are gone (the nearest this suite has to a kernel client's request)."""
+    box = b.container("box", {"user", "uts", "net"})
+    refused = b.daemon(box)
+    return refused or b.request(box, exiting=True)
+
+
 def sharing_a_user_namespace(b: Bench) -> str:
     """Two containers in the host's user namespace, each with its own
     network and UTS namespaces; only the first has a daemon; the second
@@ -341,6 +386,7 @@ SCENARIOS: dict[str, Callable[[Bench], str]] = {
     "two containers sharing a user namespace": sharing_a_user_namespace,
     "member unshared its network namespace": member_changed_a_namespace,
     "hostile container registers for another": hostile_registers_for_another,
+    "request from an exiting member": exiting_requester,
 }
 
 # What each design predicts (docs/designs.md argues each cell).
@@ -373,5 +419,9 @@ EXPECTED: dict[str, dict[str, str]] = {
         "container": "refused:EPERM rejected", "userns-walk": "refused:EPERM helper",
         "userns-walk+boundary": "refused:EPERM rejected",
         "userns-intercept": "refused:EPERM helper", "helper-in-context": "in-context"},
+    "request from an exiting member": {
+        "container": "queue:box", "userns-walk": "queue:box",
+        "userns-walk+boundary": "queue:box", "userns-intercept": "helper",
+        "helper-in-context": "helper"},
 }
 assert set(EXPECTED) == set(SCENARIOS)

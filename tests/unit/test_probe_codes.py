@@ -11,6 +11,8 @@ patch as text, with no kernel tree and no compiled binding.
 from __future__ import annotations
 
 import re
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -49,12 +51,22 @@ def new_file(patch: Path, path: str) -> str:
     return "\n".join(body) + "\n"
 
 
+def after_series(path: str) -> str:
+    """``path`` as the series leaves it: created by one patch, changed by
+    later ones, each applied in turn (git apply, limited to that path)."""
+    touching = patches_touching(path)
+    assert touching, f"no patch touches {path}"
+    with tempfile.TemporaryDirectory() as tmp:
+        new_file(touching[0], path)  # the first one creates it
+        for patch in touching:
+            subprocess.run(["git", "apply", f"--include={path}", str(patch)], cwd=tmp,
+                           check=True, capture_output=True)
+        return (Path(tmp) / path).read_text()
+
+
 @pytest.fixture(scope="module")
 def trace_header() -> str:
-    touching = patches_touching(HEADER_PATH)
-    assert len(touching) == 1, (
-        f"{HEADER_PATH} is changed by {[p.name for p in touching]}: read them all here")
-    return new_file(touching[0], HEADER_PATH)
+    return after_series(HEADER_PATH)
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +83,27 @@ def test_the_header_is_found_and_whole(trace_header: str) -> None:
 def test_route_codes_are_the_tracepoints(trace_header: str) -> None:
     """events.ROUTES: the tracepoint's KEY_UPCALL_* numbers, and the names
     its show_key_upcall_route() prints for them."""
-    codes = c_defines(trace_header, "KEY_UPCALL")
+    codes = {name: value for name, value in c_defines(trace_header, "KEY_UPCALL").items()
+             if not name.startswith(("MODEL_", "_NR"))}
     assert codes, "no KEY_UPCALL_* in the header"
-    symbolic = dict(re.findall(r"\{\s*KEY_UPCALL_(\w+),\s*\"(\w+)\"\s*\}", trace_header))
+    symbolic = {name: text for name, text in
+                re.findall(r"\{\s*KEY_UPCALL_(\w+),\s*\"([\w-]+)\"\s*\}", trace_header)
+                if not name.startswith("MODEL_")}
     assert set(symbolic) == set(codes)
     assert {codes[name]: symbolic[name] for name in codes} == events.ROUTES
+
+
+def test_model_codes_are_the_tracepoints(trace_header: str) -> None:
+    """events.MODELS: KEY_UPCALL_MODEL_* and show_key_upcall_model()'s names,
+    which are also kernel.keys.upcall_model's (kcont.upcall_models.MODELS)."""
+    from kcont.upcall_models import MODELS
+
+    codes = c_defines(trace_header, "KEY_UPCALL_MODEL")
+    symbolic = dict(re.findall(r"\{\s*KEY_UPCALL_MODEL_(\w+),\s*\"([\w-]+)\"\s*\}",
+                               trace_header))
+    assert set(symbolic) == set(codes) and codes
+    assert {codes[name]: symbolic[name] for name in codes} == events.MODELS
+    assert tuple(events.MODELS[i] for i in sorted(events.MODELS)) == MODELS
 
 
 def test_event_codes_are_the_probes(probe_c: str) -> None:

@@ -30,8 +30,9 @@ def raw(kind: int, key: int = 42, **fields: object) -> RawEvent:
 
 
 def test_layout_matches_the_c_struct() -> None:
-    """upcallsnoop.c's struct event: 5 u64, 2 x 7 u32, 6 x 32-bit, 192 chars."""
-    assert ctypes.sizeof(RawEvent) == 5 * 8 + 2 * 28 + 6 * 4 + 16 + 32 + 128 + 16
+    """upcallsnoop.c's struct event: 5 u64, 2 x 7 u32, 6 x 32-bit, 192 chars,
+    then the model and the registration's user namespace."""
+    assert ctypes.sizeof(RawEvent) == 5 * 8 + 2 * 28 + 6 * 4 + 16 + 32 + 128 + 16 + 2 * 4
     source = upcallsnoop.SOURCE.read_text()
     for name, _ in RawEvent._fields_:
         assert f" {name};" in source or f" {name}[" in source or f", {name}" in source, name
@@ -43,6 +44,19 @@ def test_route_decodes_and_agrees() -> None:
     assert event["type"] == "user" and event["description"] == "db-password"
     assert event["ns"] == NS and event["reported"]["ns"] == NS
     assert event["disagree"] == []
+
+
+def test_a_route_names_its_model_and_a_user_namespaces_registration() -> None:
+    event = decode(raw(1, type=b"user", desc=b"d", route=0, model=1, record_userns=4026532000))
+    assert event["model"] == "userns-walk" and event["record_userns"] == 4026532000
+    line = format_line(event, {})
+    assert "userns4026532000 user:d [userns-walk]" in line, line
+    plain = decode(raw(1, type=b"user", desc=b"d", route=0, record_container=5))
+    assert plain["model"] == "container"
+    assert "ctr5 user:d" in format_line(plain, {}) and "[" not in format_line(plain, {})
+    context = decode(raw(1, type=b"user", desc=b"d", route=3, model=3))
+    assert context["route"] == "in-context"
+    assert "in-context user:d [helper-in-context]" in format_line(context, {})
 
 
 def test_route_disagreement_names_the_fields() -> None:
