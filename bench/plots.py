@@ -6,6 +6,7 @@ USAGE: .venv/bin/python bench/plots.py
 - test-results/keyutils.json     -> docs/img/keyutils-times.svg
 - bench/results/upcall_cost.json -> docs/img/upcall-cost.svg
 - bench/results/upcall.json      -> docs/img/upcall.svg
+- bench/results/routing_models.json -> docs/img/routing-models.svg
 A missing input is reported and its plot left as it was.
 """
 
@@ -109,12 +110,34 @@ def upcall_paths(src: Path, out: Path) -> None:
     fig.savefig(out)
 
 
+def routing_models(src: Path, out: Path) -> None:
+    data = json.loads(src.read_text())
+    models = ["container", "userns-walk", "userns-intercept", "helper-in-context"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    xs = range(len(models))
+    for ax, key, label in ((left, "route_us_median", "µs in key_upcall_route()"),
+                           (right, "rtt_us_median", "µs per request, round trip")):
+        for offset, depth in ((-0.2, 1), (0.2, 8)):
+            ax.bar([x + offset for x in xs], [data[key][f"{m}@{depth}"] for m in models], 0.4,
+                   label=f"depth {depth}")
+        ax.set_xticks(list(xs), [m.replace("-", "-\n", 1) for m in models])
+        ax.set_ylabel(label + " (median)")
+        ax.legend(fontsize=8)
+    left.set_title("the routing decision (and delivery)")
+    right.set_title("request_key() until the key is usable")
+    fig.suptitle("routing models side by side, one boot (perf kernel, TCG)")
+    fig.tight_layout()
+    fig.savefig(out)
+
+
 def main() -> int:
     IMG.mkdir(parents=True, exist_ok=True)
     jobs = [(boot_phases, ROOT / "bench/results/boot_phases.json", IMG / "boot-phases.svg"),
             (keyutils_times, ROOT / "test-results/keyutils.json", IMG / "keyutils-times.svg"),
             (upcall_cost, ROOT / "bench/results/upcall_cost.json", IMG / "upcall-cost.svg"),
-            (upcall_paths, ROOT / "bench/results/upcall.json", IMG / "upcall.svg")]
+            (upcall_paths, ROOT / "bench/results/upcall.json", IMG / "upcall.svg"),
+            (routing_models, ROOT / "bench/results/routing_models.json",
+             IMG / "routing-models.svg")]
     for plot, src, out in jobs:
         if not src.exists():
             print(f"skipped {out.name}: {src} not found")

@@ -238,21 +238,30 @@ def route_of(trace: Path, desc: str, timeout: float = 10.0) -> dict[str, str]:
 
 @contextmanager
 def column_in_force(column: str, session: Keyring) -> Iterator[Bench]:
-    """The column's model in force, with a short intercept timeout and the
-    route tracepoint on, and a bench whose registrations are all gone when
-    the block ends; then the model in force before."""
+    """The column's model in force, with a short intercept timeout, and a
+    bench whose registrations are all gone when the block ends; then the
+    model in force before.  The caller keeps the route tracepoint on
+    (route_tracing()): switching it patches kernel text on every CPU,
+    which a loaded emulator makes slow."""
     model, boundary = column_model(column)
     before, before_boundary = upcall_models.active(), upcall_models.boundary()
-    tracing = tracefs()
-    enable = tracing / "events" / "keys" / "key_upcall_route" / "enable"
     upcall_models.select(model, boundary)
     try:
         with sysctl("kernel.keys.intercept_timeout", str(TIMEOUT_S)), ExitStack() as stack:
-            enable.write_text("1")
-            stack.callback(enable.write_text, "0")
-            yield Bench(column, session, tracing / "trace", stack)
+            yield Bench(column, session, tracefs() / "trace", stack)
     finally:
         select_when_unregistered(before, before_boundary)
+
+
+@contextmanager
+def route_tracing() -> Iterator[Path]:
+    """keys:key_upcall_route on for the block; yields the trace file."""
+    enable = tracefs() / "events" / "keys" / "key_upcall_route" / "enable"
+    enable.write_text("1")
+    try:
+        yield tracefs() / "trace"
+    finally:
+        enable.write_text("0")
 
 
 def select_when_unregistered(model: str, boundary: bool, timeout: float = 15.0) -> None:

@@ -22,8 +22,8 @@ import pytest
 from adversary import NOBODY, become, no_new_privs
 from agents import Agent
 from containers import errno_in_child, reaped_within, run_child
-from design_catalogue import QUEUE_PERM, route_of, select_when_unregistered
-from upcall_fixtures import host_request_key_conf, sysctl, tracefs, unique
+from design_catalogue import QUEUE_PERM, route_of, route_tracing, select_when_unregistered
+from upcall_fixtures import host_request_key_conf, sysctl, unique
 
 from kcont import upcall_models, upcalls
 from kcont.container import Container
@@ -34,14 +34,10 @@ KEYCTL_USERNS_INTERCEPT = int(upcalls.keyctl_lib.KEYCTL_USERNS_INTERCEPT)
 USERNS_FD_PATH = "/proc/self/ns/user"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def traced() -> Iterator[Path]:
-    enable = tracefs() / "events" / "keys" / "key_upcall_route" / "enable"
-    enable.write_text("1")
-    try:
-        yield tracefs() / "trace"
-    finally:
-        enable.write_text("0")
+    with route_tracing() as trace:
+        yield trace
 
 
 @pytest.fixture

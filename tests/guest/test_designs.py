@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import RESULTS
-from design_catalogue import COLUMNS, EXPECTED, SCENARIOS, column_in_force
+from design_catalogue import COLUMNS, EXPECTED, SCENARIOS, column_in_force, route_tracing
 from upcall_fixtures import marking_helper
 
 from kcont.keys import Keyring
@@ -23,7 +23,7 @@ OBSERVED: dict[str, dict[str, str]] = {}
 
 @pytest.fixture(scope="module", autouse=True)
 def table() -> Iterator[None]:
-    with marking_helper():
+    with marking_helper(), route_tracing():
         yield
     (RESULTS / "designs.json").write_text(json.dumps(
         {"columns": COLUMNS, "expected": EXPECTED, "observed": OBSERVED}, indent=1))

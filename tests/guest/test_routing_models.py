@@ -23,7 +23,7 @@ import errno
 from collections.abc import Iterator
 
 import pytest
-from design_catalogue import QUEUE_PERM, route_of, select_when_unregistered
+from design_catalogue import QUEUE_PERM, route_of, route_tracing, select_when_unregistered
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from routing_world import Scenario, World, scenarios
@@ -37,13 +37,8 @@ from kcont.testing import userns_models as umodels
 
 @pytest.fixture(scope="module", autouse=True)
 def mark_and_trace() -> Iterator[None]:
-    enable = tracefs() / "events" / "keys" / "key_upcall_route" / "enable"
-    with marking_helper():
-        enable.write_text("1")
-        try:
-            yield
-        finally:
-            enable.write_text("0")
+    with marking_helper(), route_tracing():
+        yield
 
 
 class ModelWorld:
