@@ -297,23 +297,16 @@ def cmd_userns_intercept(opts: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     opts = make_parser().parse_args(argv)
-    if opts.command in ("model", "userns-intercept"):
-        handler = cmd_model if opts.command == "model" else cmd_userns_intercept
+    handlers = {"ls": cmd_ls, "model": cmd_model, "userns-intercept": cmd_userns_intercept}
+    if opts.command in handlers:
+        # One line on failure, and status 1, as lsns and sysctl do.
+        restore_signals()
         try:
-            return handler(opts)
+            return handlers[opts.command](opts)
         except OSError as err:
             print(f"kcont {opts.command}: {describe(err)}", file=sys.stderr)
         except ValueError as err:
             print(f"kcont {opts.command}: {err}", file=sys.stderr)
-        return EXIT_LS_FAILED
-    if opts.command == "ls":
-        restore_signals()
-        try:
-            return cmd_ls(opts)
-        except OSError as err:
-            print(f"kcont ls: {describe(err)}", file=sys.stderr)
-        except ValueError as err:
-            print(f"kcont ls: {err}", file=sys.stderr)
         return EXIT_LS_FAILED
     cmd = opts.cmd[1:] if opts.cmd[:1] == ["--"] else opts.cmd
     if not cmd:

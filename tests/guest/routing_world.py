@@ -1,7 +1,7 @@
 """A hypothesis-drawn world of containers, interception records and
 requests, made real in the guest with its reference model next to it.
 
-Shared by the routing matrix (test_intercept_routing.py), which checks the
+Shared by the routing matrix (test_routing_models.py), which checks the
 kernel against the model, and by the probe tests (test_upcall_probes.py),
 which check it against what the bcc probes saw.
 """

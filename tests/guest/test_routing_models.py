@@ -1,10 +1,11 @@
 """The routing matrix under every routing model: the same generated worlds,
 the kernel against each model's oracle.
 
-Hypothesis draws the worlds test_intercept_routing.py draws (a tree of
-containers with new namespaces of every kind, records, requests from
-members that unshare some namespaces first).  Under "container" the
-records go on the containers, as there; under the user-namespace models
+Hypothesis draws worlds (routing_world.py: a tree of containers with new
+namespaces of every kind, trust flags and the default-trust sysctl,
+records with named types and "*" and every ns_mask bit, each with a queue
+keyring of its own, requests from members that unshare some namespaces
+first).  Under "container" the records go on the containers; under the user-namespace models
 each record becomes a registration made by a member of its container for
 that member's own user namespace (pinning the member's namespaces of the
 record's mask under "userns-intercept"; no mask under "userns-walk"), and
@@ -106,7 +107,7 @@ class ModelWorld:
 
 
 @pytest.mark.parametrize("name", umodels.MODELS)
-@settings(max_examples=6)
+@settings(max_examples=8)
 @given(scenario=scenarios(), boundary=st.booleans())
 def test_kernel_routes_as_each_model_says(name: str, scenario: Scenario,
                                           boundary: bool) -> None:

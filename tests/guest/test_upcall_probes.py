@@ -1,6 +1,6 @@
 """The bcc probes prove where every upcall went.
 
-The routing matrix (test_intercept_routing.py) checks the kernel's answer
+The routing matrix (test_routing_models.py) checks the kernel's answer
 against the model; here the witnesses are the probes, which read the
 requester's and the serving task's namespaces from task_struct.  For
 hypothesis-drawn container trees, records and requests:
