@@ -276,11 +276,13 @@ CTX_MARKS = Path("/tmp/kcont-ctx-marks")
 @pytest.fixture
 def context_helper() -> Iterator[str]:
     """A request-key.conf line for "kcont-ctx:*" whose program records who
-    and where it ran: uid, NoNewPrivs, Seccomp, network namespace."""
+    and where it ran: uid, NoNewPrivs, Seccomp, network namespace, and
+    whether it holds the requester's fd 77."""
     CTX_SCRIPT.write_text(
         '#!/bin/sh\n'
+        'fd=no; [ -e /proc/$$/fd/77 ] && fd=yes\n'
         'echo "$2 uid=$(id -u) $(grep -E "^(NoNewPrivs|Seccomp):" /proc/self/status'
-        ' | tr -d "\\t" | tr "\\n" " ")net=$(stat -L -c %i /proc/self/ns/net)"'
+        ' | tr -d "\\t" | tr "\\n" " ")net=$(stat -L -c %i /proc/self/ns/net) fd77=$fd"'
         ' >> /tmp/kcont-ctx-marks\n'
         'case "$2" in *sleep*) sleep 20 ;; esac\n'
         'exec /bin/keyctl instantiate "$1" ctx "$3"\n')
@@ -331,6 +333,8 @@ def test_the_in_context_helper_is_as_confined_as_its_requester(
         become(1000)
         no_new_privs()
         allow_all_seccomp_filter()
+        secret = os.open("/proc/self/status", os.O_RDONLY)
+        os.dup2(secret, 77, inheritable=True)
         chld: list[int] = []
         signal.signal(signal.SIGCHLD, lambda *_: chld.append(1))
         key = request_key("user", desc, "x")
@@ -350,6 +354,8 @@ def test_the_in_context_helper_is_as_confined_as_its_requester(
     # the design's side effect, shown rather than hidden.
     assert seen["children"] == "none", seen
     assert seen["sigchld"] == (1 if name == "helper-in-context" else 0), seen
+    # It starts with no open file of its requester's, as the usermode helper.
+    assert "fd77=no" in mark, mark
     route = route_of(traced, desc)
     assert route["model"] == name
     if name == "helper-in-context":
@@ -408,3 +414,31 @@ def test_an_exiting_requesters_request_gets_the_classic_helper(
             agent.stop()
     route = route_of(traced, desc, timeout=30)
     assert route["model"] == "helper-in-context" and route["route"] == "helper", route
+
+
+@pytest.mark.parametrize("state", ["set-id", "pid namespace without init"])
+def test_a_requester_that_cannot_have_a_helper_in_context_is_refused(
+        state: str, context_helper: str, model_back: None, traced: Path) -> None:
+    """A set-id requester (its handlers would run with lent privilege) and
+    one whose new pid namespace has no init yet (its helper would become
+    that init) get ENOKEY, never the host's helper: falling back to it
+    would take a container's request out of the container."""
+    upcall_models.select("helper-in-context")
+    desc = unique(context_helper)
+
+    def requester() -> int:
+        if state == "set-id":
+            os.setresgid(1000, 0, 0)
+            os.setresuid(1000, 0, 0)
+        else:
+            unshare(["pid"])
+        try:
+            request_key("user", desc, "x")
+        except OSError as err:
+            return err.errno or 0
+        return 0
+
+    assert run_child(os.fork, requester) == errno.ENOKEY
+    route = route_of(traced, desc)
+    assert route["model"] == "helper-in-context" and route["route"] == "rejected", route
+    assert desc not in _marks()
