@@ -9,10 +9,13 @@ models that need them) makes ``--requests`` requests per round:
 
 - container: the record is on the outermost container (the walk climbs
   ``depth`` levels);
-- userns-walk: the registration is the outermost user namespace's (the
-  walk climbs ``depth`` user namespaces);
-- userns-intercept: the registration is the requester's own user
-  namespace's, pinning its namespaces (no walk);
+- userns-walk: the registration is the outermost container's user
+  namespace's, which the nested containers share (the harness's
+  containers write no uid maps, so they cannot nest user namespaces):
+  the walk finds it in the requester's own user namespace at any depth;
+- userns-intercept: the registration is the requester's user
+  namespace's, made by the requester's own container, pinning its
+  namespaces (no walk);
 - helper-in-context: nothing registered; the helper is forked from the
   requester.
 
@@ -24,7 +27,7 @@ round trip (request_key() until the key is usable).  Rounds interleave
 the models so that the machine's noise falls on all alike; reported are
 medians and their ratios to the container model at depth 1, per round
 and the median of those.  Memory per registration: the growth of the
-accounted kmalloc caches over 64 registrations, per registration.
+kmalloc caches over 64 registrations, per registration.
 
 Results: bench/results/routing_models.json, plotted by bench/plots.py.
 """
@@ -50,7 +53,8 @@ from guest_run import report_from_guest, run_in_guest  # noqa: E402
 MODELS = ("container", "userns-walk", "userns-intercept", "helper-in-context")
 DEPTHS = (1, 8)
 TRACING = Path("/sys/kernel/tracing")
-HELPER_CONF = "create user kcont-rm-* * /bin/keyctl instantiate %k ctx %S\n"
+# unique() prefixes "kcont-mark:"; request-key.conf takes one trailing "*".
+HELPER_CONF = "create user kcont-mark:kcont-rm-* * /bin/keyctl instantiate %k ctx %S\n"
 
 
 # ---------------------------------------------------------------- guest side
@@ -95,10 +99,14 @@ class World:
 
         from kcont.container import Container, Flag, namespace_flags
 
-        own_userns = model != "container"
-        ns = {"uts", "user"} if own_userns else {"uts"}
+        # The outermost container has a user namespace of its own under the
+        # user-namespace models; nested ones cannot (the harness's
+        # containers write no uid maps, and an unmapped creator may not
+        # make a user namespace), so they share it.
+        outer_ns = {"uts", "user"} if model != "container" else {"uts"}
+        ns = {"uts"}
         self.agents: list[Agent] = []
-        box = Container(f"kcont-rm-{model}-{depth}", ns=ns, trusted=False)
+        box = Container(f"kcont-rm-{model}-{depth}", ns=outer_ns, trusted=False)
         stack.callback(box.close)
         for level in range(depth):
             agent = Agent(box)
@@ -115,7 +123,9 @@ class World:
         ring.setperm(0x3F3F0000)
         self.queue = ring
         if model == "container":
-            self.agents[0].container.intercept("user", queue=ring.serial)
+            outer = self.agents[0].container
+            outer.intercept("user", queue=ring.serial)
+            stack.callback(outer.remove_intercepts)
             return
         registrar = self.agents[0] if model == "userns-walk" else self.agents[-1]
         registrar.possess(ring.serial)
@@ -166,11 +176,12 @@ def measure(world: World, requests: int, trace: Path) -> tuple[list[float], list
 
 
 def slab_bytes() -> int:
-    """Bytes in the accounted kmalloc caches (active objects x size)."""
+    """Bytes in the kmalloc caches (active objects x size): the accounted
+    ones where the kernel has a memory controller, the plain ones else."""
     total = 0
     for line in Path("/proc/slabinfo").read_text().splitlines()[2:]:
         fields = line.split()
-        if fields[0].startswith("kmalloc-cg-"):
+        if fields[0].startswith("kmalloc-") and not fields[0].startswith("kmalloc-rcl"):
             total += int(fields[1]) * int(fields[3])
     return total
 
@@ -225,7 +236,6 @@ def guest(opts: argparse.Namespace) -> dict:
     _guest_imports()
     from upcall_fixtures import host_request_key_conf, sysctl
 
-    from kcont import upcall_models
     from kcont.keys import Keyring
 
     session = Keyring.join_session()
@@ -236,7 +246,7 @@ def guest(opts: argparse.Namespace) -> dict:
             host_request_key_conf(HELPER_CONF), route_timer() as trace:
         for round_no in range(opts.rounds):
             for model in MODELS:
-                upcall_models.select(model)
+                _select(model)
                 for depth in DEPTHS:
                     name = f"{model}@{depth}"
                     with ExitStack() as stack:
@@ -257,24 +267,31 @@ def guest(opts: argparse.Namespace) -> dict:
                 _back_to_container()
                 print(f"round {round_no + 1}: {model} done", flush=True)
         for model in MODELS[:3]:
-            upcall_models.select(model)
+            _select(model)
             memory[model] = registration_memory(model, session)
             _back_to_container()
     return summarise(route_us, rtt_us, memory, opts)
 
 
-def _back_to_container() -> None:
+def _select(model: str) -> None:
+    """Put ``model`` in force once the last world's registrations are gone
+    (a container's records go with the container, a moment after its
+    init; a user namespace's with its queue keyring)."""
     from kcont import upcall_models
 
     deadline = time.monotonic() + 20
     while True:
         try:
-            upcall_models.select("container")
+            upcall_models.select(model)
             return
         except OSError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def _back_to_container() -> None:
+    _select("container")
 
 
 def summarise(route_us: dict[str, list[list[float]]], rtt_us: dict[str, list[list[float]]],
