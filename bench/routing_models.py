@@ -190,7 +190,6 @@ def registration_memory(model: str, session: object, count: int = 64) -> float:
     """Slab growth per registration, over ``count`` registrations."""
     from agents import Agent
 
-    from kcont import upcall_models
     from kcont.container import Container
 
     with ExitStack() as stack:
@@ -220,15 +219,8 @@ def registration_memory(model: str, session: object, count: int = 64) -> float:
                 box.remove_intercepts()
         for ring in rings:
             ring.revoke()
-    if model != "container":
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                upcall_models.select("container")
-                upcall_models.select(model)
-                break
-            except OSError:
-                time.sleep(0.2)
+    # The registrations go with their queues; guest() waits for that
+    # before it selects the next model.
     return grown / count
 
 
@@ -275,19 +267,11 @@ def guest(opts: argparse.Namespace) -> dict:
 
 def _select(model: str) -> None:
     """Put ``model`` in force once the last world's registrations are gone
-    (a container's records go with the container, a moment after its
-    init; a user namespace's with its queue keyring)."""
-    from kcont import upcall_models
+    (a user namespace's go with their queue keyring), as the guest tests
+    do."""
+    from design_catalogue import select_when_unregistered
 
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            upcall_models.select(model)
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    select_when_unregistered(model, False, timeout=20.0)
 
 
 def _back_to_container() -> None:
