@@ -1,38 +1,36 @@
-"""Serving an upcall: the classic helper against request-key-daemon.
+"""Serving an upcall: every way to answer a request_key(), side by side.
 
-USAGE: .venv/bin/python bench/upcall.py [--profile perf]
+USAGE: .venv/bin/python bench/upcall.py [--profile perf] [--rounds N]
 
-Boots the kernel once and runs this file in the guest (``--guest``), which
-measures, side by side, request_key() latency and throughput at 1, 8 and
-64 concurrent requesters (threads, each request a new description) for:
+Compiles the two C programs in bench/c/ against the patched kernel's uapi
+headers, boots the kernel once and runs this file in the guest
+(``--guest``).  There, in ROUNDS interleaved rounds (the paths in a
+rotated order each round), each path is timed at 1, 8 and 64 concurrent
+requesters.  The requester is always bench/c/upcall_load.c: threads in one
+process, each request one timed system call, so that the requester's own
+language costs nothing and every path is timed the same way:
 
 - ``classic``: /sbin/request-key running ``keyctl instantiate`` (a line
   bind-mounted over the guest's /etc/request-key.conf);
 - ``daemon-exec``: request-key-daemon in an untrusted container, the same
   ``keyctl instantiate`` line, exec'd per request;
 - ``daemon-builtin``: the same daemon, an ``@static`` line: no fork;
-- ``bare-server``: bench/bare_server.py in a third container: the
-  daemon's wake-up, keyctl calls and one Python handler call, without its
-  config, policy or log line (the lower bound for a Python daemon);
-- ``floor``: the same keyctl calls as the built-in path, made in a loop by
-  one thread with no wake-up: add_key() of the same payload (standing in
-  for request_key()'s making of the key), then on a request held pending
-  for the whole loop the daemon's calls: query, assume the authority, read
-  the callout, describe, drop the authority; a link and an unlink (the
-  delivery into the queue and the daemon's unlink), and the requester's
-  read of the payload.  Nine calls through the same binding, as the
-  served path makes, without the two task switches and without the
-  daemon's own logic (config, policy, log line);
-- ``kernel-only``: add_key() and read() alone, for scale.
+- ``bare-server``: bench/bare_server.py in its own container: the
+  daemon's wake-up and keyctl calls and one Python handler call, without
+  its config, policy or log line (the lower bound for a Python daemon);
+- ``c-server``: bench/c/mech_server.c in its own container: the same
+  mechanism (watch, query, assume, read the callout, instantiate) served
+  in C, the lower bound for any server of it;
+- ``seccomp``: the same request_key() call answered by a seccomp
+  user-notification supervisor in C (upcall_load.c): the best
+  kernel-to-user-to-kernel round trip this kernel has;
+- ``floor``: the served path's keyctl calls in a Python loop with no
+  wake-up (Python requester threads; kept for scale);
+- ``kernel-only``: add_key() alone, from the C requester, for scale.
 
-Then, at one requester, ROUNDS rounds of daemon-builtin, bare-server and
-floor in turn: the ratios the 3x target is judged on are the medians of
-the per-round ratios, so that the machine's drift (TCG is noisy) falls on
-all three alike.
-
+Each target is judged on the median of its per-round ratio, so that the
+machine's drift (TCG is noisy) falls on both sides of a ratio alike.
 Writes bench/results/upcall.json; bench/plots.py draws docs/img/upcall.svg.
-Targets: daemon-builtin p50 at least 20x below classic, and within 3x of
-the floor.
 """
 
 from __future__ import annotations
@@ -54,22 +52,89 @@ from pathlib import Path
 from guest_run import report_from_guest, run_in_guest
 
 ROOT = Path(__file__).resolve().parents[1]
+C_SOURCES = ROOT / "bench" / "c"
+C_BUILD = ROOT / "bench" / "build"
+LOAD = C_BUILD / "upcall_load"
+MECH_SERVER = C_BUILD / "mech_server"
 CONCURRENCY = (1, 8, 64)
-REQUESTS = {1: 20, 8: 40, 64: 128}
-ROUNDS, ROUND_REQUESTS = 7, 40
+# Requests per measurement: the paths that fork and exec per request take
+# about 0.1 s each under TCG, the others about 1 ms.
+SLOW = ("classic", "daemon-exec")
+REQUESTS = {"slow": {1: 16, 8: 40, 64: 128}, "fast": {1: 200, 8: 400, 64: 640}}
+ROUNDS = 5
 LINE = "/bin/keyctl instantiate %k %c %S"
+PREFIXES = {"classic": "kcont-bc:", "daemon-exec": "kcont-bd:", "daemon-builtin": "kcont-bb:",
+            "bare-server": "kcont-bs:", "c-server": "kcont-bm:", "seccomp": "kcont-bx:",
+            "floor": "kcont-bf:", "kernel-only": "kcont-bk:"}
+# (name, numerator, denominator, measure, at requesters, target, "min"/"max")
+TARGETS = (
+    ("classic / daemon-builtin, p50", "classic", "daemon-builtin", "p50_ms", 1, 20.0, "min"),
+    ("daemon-builtin / bare-server, p50", "daemon-builtin", "bare-server", "p50_ms", 1, 1.5,
+     "max"),
+    ("daemon-builtin / bare-server, throughput", "daemon-builtin", "bare-server", "per_s", 64,
+     0.8, "min"),
+    ("c-server / seccomp, p50", "c-server", "seccomp", "p50_ms", 1, 1.5, "max"),
+    ("daemon-exec / classic, p50", "daemon-exec", "classic", "p50_ms", 1, 1.0, "max"),
+)
+# Ratios reported beside the targets, for where the time goes.
+REPORTED = (
+    ("c-server / seccomp, p50 at 8", "c-server", "seccomp", "p50_ms", 8),
+    ("c-server / seccomp, p50 at 64", "c-server", "seccomp", "p50_ms", 64),
+    ("bare-server / c-server, p50", "bare-server", "c-server", "p50_ms", 1),
+    ("daemon-builtin / c-server, p50", "daemon-builtin", "c-server", "p50_ms", 1),
+    ("daemon-builtin / bare-server, p50 at 64", "daemon-builtin", "bare-server", "p50_ms", 64),
+    ("c-server / kernel-only, p50", "c-server", "kernel-only", "p50_ms", 1),
+)
 _names = itertools.count()
+Measure = Callable[[int, int], dict]
 
 
 def unique(prefix: str) -> str:
-    return f"{prefix}{os.getpid()}-{next(_names)}"
+    return f"{prefix}{os.getpid()}-{next(_names)}-"
 
 
-def load(one: Callable[[str], None], prefix: str, concurrency: int,
-         count: int | None = None) -> dict:
-    """Run ``count`` (default REQUESTS[concurrency]) requests from
-    ``concurrency`` threads."""
-    per_thread = (count or REQUESTS[concurrency]) // concurrency
+def compile_c() -> None:
+    """bench/c/*.c into bench/build/, against the patched uapi headers."""
+    sys.path.insert(0, str(ROOT))
+    from kcont._cffi_src.build import uapi_headers
+
+    C_BUILD.mkdir(exist_ok=True)
+    for program in (LOAD, MECH_SERVER):
+        subprocess.run([os.environ.get("CC", "cc"), "-O2", "-Wall", "-Wextra", "-Werror",
+                        "-pthread", "-I", str(uapi_headers()), "-o", str(program),
+                        str(C_SOURCES / f"{program.name}.c")], check=True)
+
+
+# ------------------------------------------------------------ requesters
+
+def run_load(box, mode: str, prefix: str, concurrency: int,  # type: ignore[no-untyped-def]
+             count: int) -> dict:
+    """upcall_load in ``box`` (a member of it), or here if ``box`` is None."""
+    argv = [str(LOAD), mode, str(concurrency), str(count), unique(prefix)]
+    if box is None:
+        return json.loads(subprocess.run(argv, check=True, capture_output=True,
+                                         text=True, timeout=600).stdout)
+    rfd, wfd = os.pipe()
+    pid = box.fork()
+    if pid == 0:
+        try:
+            os.dup2(wfd, 1)
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    os.close(wfd)
+    with os.fdopen(rfd) as report:
+        out = report.read()
+    status = box.wait(pid)
+    if status != 0:
+        raise SystemExit(f"upcall_load {mode} {prefix} in {box.name}: wait status {status}")
+    return json.loads(out)
+
+
+def python_load(one: Callable[[str], None], prefix: str, concurrency: int,
+                count: int) -> dict:
+    """``count`` calls of ``one`` from ``concurrency`` Python threads (the floor)."""
+    per_thread = count // concurrency
     latencies: list[float] = []
     lock = threading.Lock()
 
@@ -90,28 +155,18 @@ def load(one: Callable[[str], None], prefix: str, concurrency: int,
         thread.join()
     wall = time.perf_counter() - start
     latencies.sort()
-    return {"n": len(latencies), "p50_ms": round(statistics.median(latencies) * 1e3, 3),
+    return {"n": len(latencies), "p50_ms": round(statistics.median(latencies) * 1e3, 4),
             "p99_ms": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
-                            * 1e3, 3),
+                            * 1e3, 4),
             "per_s": round(len(latencies) / wall, 1)}
 
 
-def requester(desc: str) -> None:
-    from kcont.keys import request_key
-    key = request_key("user", desc, "payload")
-    if key.read() != b"payload":
-        raise AssertionError(f"{desc}: wrong payload")
-
-
-def kernel_only(desc: str) -> None:
-    from kcont.keys import SESSION, Keyring
-    key = Keyring(SESSION).add("user", desc, b"payload")
-    if key.read() != b"payload":
-        raise AssertionError(desc)
-
-
 def make_floor(auth: int) -> Callable[[str], None]:
-    """The served path's nine keyctl calls on the pending request ``auth``."""
+    """The served path's nine keyctl calls on the pending request ``auth``:
+    add_key() of the payload (standing in for request_key()'s making of
+    the key); query, assume the authority, read the callout, describe,
+    drop the authority; a link and an unlink (the delivery into the queue
+    and a server's unlink); the requester's read of the payload."""
     from kcont import upcalls
     from kcont.keys import SESSION, Key, Keyring, assume_authority
 
@@ -132,45 +187,49 @@ def make_floor(auth: int) -> Callable[[str], None]:
     return floor
 
 
-def held_request(box) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-    """A member of ``box`` blocked in request_key() on a record nobody serves:
-    (its pid, the auth key waiting in the record's queue)."""
-    from kcont.keys import SESSION, Keyring
+# --------------------------------------------------------------- servers
 
-    queue = Keyring(SESSION).add_keyring(unique("kcont-floor-queue-"))
-    box.intercept("user", queue=queue.serial)
-    pid = box.fork()
-    if pid == 0:
-        from kcont.keys import request_key
-        Keyring.join_session()
+class HeldRequests:
+    """Requests held pending for the floor: members of ``box`` blocked in
+    request_key() on a record nobody serves.  Each floor measurement takes
+    a new one, since an unserved request ends at kernel.keys.
+    intercept_timeout (30 s by default)."""
+
+    def __init__(self, box) -> None:  # type: ignore[no-untyped-def]
+        from kcont.keys import SESSION, Keyring
+
+        self.box = box
+        # The container's init, which outlives the requesters killed here.
+        self.init = box.spawn(["sleep", "infinity"])
+        self.queue = Keyring(SESSION).add_keyring(unique("kcont-floor-queue-"))
+        box.intercept("user", queue=self.queue.serial)
+        self.seen: set[int] = set()
+
+    def measure(self, concurrency: int, count: int) -> dict:
+        """The floor's loop on a fresh held request."""
+        pid, auth = self._hold()
         try:
-            request_key("user", unique("kcont-held:"), "x")
+            return python_load(make_floor(auth), PREFIXES["floor"], concurrency, count)
         finally:
-            os._exit(0)
-    for _ in range(500):
-        waiting = queue.linked()
-        if waiting:
-            return pid, waiting[0].serial
-        time.sleep(0.01)
-    raise SystemExit("the held request never reached its queue")
+            os.kill(pid, 9)
+            self.box.wait(pid)
 
-
-def in_container(box, body: Callable[[], dict]) -> dict:  # type: ignore[no-untyped-def]
-    rfd, wfd = os.pipe()
-    pid = box.fork()
-    if pid == 0:
-        os.close(rfd)
-        try:
-            from kcont.keys import Keyring
+    def _hold(self) -> tuple[int, int]:
+        pid = self.box.fork()
+        if pid == 0:
+            from kcont.keys import Keyring, request_key
             Keyring.join_session()
-            os.write(wfd, json.dumps(body()).encode())
-        finally:
-            os._exit(0)
-    os.close(wfd)
-    with os.fdopen(rfd) as report:
-        data = report.read()
-    box.wait(pid)
-    return json.loads(data)
+            try:
+                request_key("user", unique("kcont-held:"), "x")
+            finally:
+                os._exit(0)
+        for _ in range(500):
+            fresh = [key.serial for key in self.queue.linked() if key.serial not in self.seen]
+            if fresh:
+                self.seen.add(fresh[0])
+                return pid, fresh[0]
+            time.sleep(0.01)
+        raise SystemExit("the held request never reached its queue")
 
 
 def wait_ready(ready_r: int, what: str) -> None:
@@ -182,65 +241,89 @@ def wait_ready(ready_r: int, what: str) -> None:
         os.close(ready_r)
 
 
-def start_daemon(box, confdir: Path, log: Path) -> int:  # type: ignore[no-untyped-def]
-    """request-key-daemon as the container's init (its first member), its
-    log lines (stderr) going to ``log``, as to a log file when deployed:
-    the guest's own stderr is a virtio console port, which under TCG
-    costs more per line than serving the request."""
-    ready_r, ready_w = os.pipe()
-    pid = box.fork()
-    if pid == 0:
-        os.close(ready_r)
-        os.dup2(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), 2)
-        os.set_inheritable(box.fd, True)
-        os.set_inheritable(ready_w, True)
-        from request_key_daemon import launch
-
-        os.execv(sys.executable, launch.argv(box.fd, ready_w,
-                                             ["--workers", "16", "--config-dir", str(confdir)]))
-    os.close(ready_w)
-    wait_ready(ready_r, "request-key-daemon")
-    return pid
-
-
-def start_bare_server(box) -> int:  # type: ignore[no-untyped-def]
-    """bench/bare_server.py as the container's first member, registered."""
+def start_member(box, what: str, argv: Callable[[int], list[str]],  # type: ignore[no-untyped-def]
+                 log: Path | None = None) -> int:
+    """Exec ``argv(ready_fd)`` as the first member of ``box`` (its stderr to
+    ``log`` if given) and wait for its readiness byte."""
     ready_r, ready_w = os.pipe()
     pid = box.fork()
     if pid == 0:
         try:
             os.close(ready_r)
-            from bare_server import serve_forever
-            serve_forever(box.fd, unique("kcont-bench-bare-"), ready_w)
+            if log is not None:
+                os.dup2(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), 2)
+            os.set_inheritable(box.fd, True)
+            os.set_inheritable(ready_w, True)
+            args = argv(ready_w)
+            os.execv(args[0], args)
         finally:
-            os._exit(1)
+            os._exit(127)
     os.close(ready_w)
-    wait_ready(ready_r, "the bare server")
+    wait_ready(ready_r, what)
     return pid
 
 
-def one_requester_rounds(box, bare, floor: Callable[[str], None]  # type: ignore[no-untyped-def]
-                         ) -> tuple[list[dict], dict[str, float]]:
-    """The three paths the 3x target compares, at one requester, taken in
-    turn for ROUNDS rounds so that drift in the machine's speed falls on
-    all three alike; each ratio is the median of the per-round ratios."""
-    rounds = []
-    for _ in range(ROUNDS):
-        rounds.append({
-            "daemon-builtin": in_container(
-                box, lambda: load(requester, "kcont-bb:", 1, ROUND_REQUESTS))["p50_ms"],
-            "bare-server": in_container(
-                bare, lambda: load(requester, "kcont-bs:", 1, ROUND_REQUESTS))["p50_ms"],
-            "floor": load(floor, "kcont-bf:", 1, ROUND_REQUESTS)["p50_ms"]})
+def daemon_argv(box, confdir: Path) -> Callable[[int], list[str]]:  # type: ignore[no-untyped-def]
+    """request-key-daemon serving ``box``.  Its log lines (stderr) go to a
+    file on tmpfs, as to a log file when deployed: the guest's own stderr
+    is a virtio console port, which under TCG costs more per line than
+    serving the request."""
+    from request_key_daemon import launch
 
-    def ratio(top: str, bottom: str) -> float:
-        return round(statistics.median(r[top] / r[bottom] for r in rounds), 2)
-    return rounds, {"builtin_over_floor_p50": ratio("daemon-builtin", "floor"),
-                    "builtin_over_bare_p50": ratio("daemon-builtin", "bare-server"),
-                    "bare_over_floor_p50": ratio("bare-server", "floor")}
+    return lambda ready: launch.argv(box.fd, ready, ["--workers", "16",
+                                                     "--config-dir", str(confdir)])
 
 
-def guest() -> dict:
+def bare_argv(box) -> Callable[[int], list[str]]:  # type: ignore[no-untyped-def]
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from bare_server import "
+            "serve_forever; serve_forever(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))")
+    return lambda ready: [sys.executable, "-c", code, str(ROOT / "bench"), str(box.fd),
+                          unique("kcont-bench-bare-"), str(ready)]
+
+
+def mech_argv(box) -> Callable[[int], list[str]]:  # type: ignore[no-untyped-def]
+    return lambda ready: [str(MECH_SERVER), str(box.fd), str(ready),
+                          unique("kcont-bench-mech-")]
+
+
+# ----------------------------------------------------------------- rounds
+
+def summarise(rounds: list[dict]) -> dict:
+    """The median over rounds of each measure, and the rounds themselves."""
+    return {**{k: round(statistics.median(r[k] for r in rounds), 4)
+               for k in ("p50_ms", "p99_ms", "per_s")},
+            "n": sum(r["n"] for r in rounds), "rounds": rounds}
+
+
+def ratio(rounds: list[dict[str, dict[int, dict]]], top: str, bottom: str, measure: str,
+          conc: int) -> tuple[float, list[float]]:
+    per_round = [r[top][conc][measure] / r[bottom][conc][measure] for r in rounds]
+    return round(statistics.median(per_round), 3), [round(x, 3) for x in per_round]
+
+
+def judge(rounds: list[dict[str, dict[int, dict]]]) -> tuple[list[dict], list[dict]]:
+    """Every target and reported ratio whose two paths were measured."""
+    measured = set(rounds[0])
+    targets = []
+    for name, top, bottom, measure, conc, target, sense in TARGETS:
+        if not {top, bottom} <= measured:
+            continue
+        value, per_round = ratio(rounds, top, bottom, measure, conc)
+        met = value >= target if sense == "min" else value <= target
+        targets.append({"name": name, "requesters": conc, "ratio": value,
+                        "target": f"{'>=' if sense == 'min' else '<='} {target}", "met": met,
+                        "per_round": per_round})
+    reported = []
+    for name, top, bottom, measure, conc in REPORTED:
+        if not {top, bottom} <= measured:
+            continue
+        value, per_round = ratio(rounds, top, bottom, measure, conc)
+        reported.append({"name": name, "requesters": conc, "ratio": value,
+                         "per_round": per_round})
+    return targets, reported
+
+
+def guest(rounds_n: int, only: list[str]) -> dict:
     from kcont.container import Container
     from kcont.keys import Keyring
 
@@ -249,71 +332,94 @@ def guest() -> dict:
     # the guest's /tmp, an overlay on the host's 9p root.
     work = Path(tempfile.mkdtemp(prefix="kcont-bench-", dir="/run"))
     conf = work / "request-key.conf"
-    conf.write_text(f"create user kcont-bc:* * {LINE}\n" + Path("/etc/request-key.conf")
-                    .read_text())
+    conf.write_text(f"create user {PREFIXES['classic']}* * {LINE}\n"
+                    + Path("/etc/request-key.conf").read_text())
     confdir = work / "daemon"
     confdir.mkdir()
-    (confdir / "request-key.conf").write_text(f"create user kcont-bd:* * {LINE}\n"
-                                              "create user kcont-bb:* * @static payload\n")
+    (confdir / "request-key.conf").write_text(
+        f"create user {PREFIXES['daemon-exec']}* * {LINE}\n"
+        f"create user {PREFIXES['daemon-builtin']}* * @static payload\n")
     subprocess.run(["mount", "--bind", str(conf), "/etc/request-key.conf"], check=True)
-    results: dict[str, dict] = {"classic": {}, "daemon-exec": {}, "daemon-builtin": {},
-                                "bare-server": {}, "floor": {}, "kernel-only": {}}
-    box = Container("kcont-bench", trusted=False)
-    held = Container("kcont-bench-held", trusted=False)
-    holder, auth = held_request(held)
-    floor = make_floor(auth)
     daemon_log = Path("/run/kcont-bench-daemon.log")     # tmpfs
-    daemon = start_daemon(box, confdir, daemon_log)
-    bare = Container("kcont-bench-bare", trusted=False)
-    bare_pid = start_bare_server(bare)
+    boxes = {name: Container(f"kcont-bench-{name}", trusted=False)
+             for name in ("daemon", "bare", "mech", "held")}
+    servers = [(boxes["daemon"], start_member(boxes["daemon"], "request-key-daemon",
+                                              daemon_argv(boxes["daemon"], confdir),
+                                              daemon_log)),
+               (boxes["bare"], start_member(boxes["bare"], "the bare server",
+                                            bare_argv(boxes["bare"]))),
+               (boxes["mech"], start_member(boxes["mech"], "the C server",
+                                            mech_argv(boxes["mech"])))]
+    held = HeldRequests(boxes["held"])
+    servers.append((boxes["held"], held.init))
+    paths: dict[str, Measure] = {
+        "classic": lambda c, n: run_load(None, "request", PREFIXES["classic"], c, n),
+        "daemon-exec": lambda c, n: run_load(boxes["daemon"], "request",
+                                             PREFIXES["daemon-exec"], c, n),
+        "daemon-builtin": lambda c, n: run_load(boxes["daemon"], "request",
+                                                PREFIXES["daemon-builtin"], c, n),
+        "bare-server": lambda c, n: run_load(boxes["bare"], "request",
+                                             PREFIXES["bare-server"], c, n),
+        "c-server": lambda c, n: run_load(boxes["mech"], "request", PREFIXES["c-server"],
+                                          c, n),
+        "seccomp": lambda c, n: run_load(None, "seccomp", PREFIXES["seccomp"], c, n),
+        "floor": held.measure,
+        "kernel-only": lambda c, n: run_load(None, "add", PREFIXES["kernel-only"], c, n),
+    }
+    names = [name for name in paths if not only or name in only]
+    rounds: list[dict[str, dict[int, dict]]] = []
     try:
-        for conc in CONCURRENCY:
-            key = str(conc)
-            results["classic"][key] = load(requester, "kcont-bc:", conc)
-            results["daemon-exec"][key] = in_container(
-                box, lambda c=conc: load(requester, "kcont-bd:", c))
-            results["daemon-builtin"][key] = in_container(
-                box, lambda c=conc: load(requester, "kcont-bb:", c))
-            results["bare-server"][key] = in_container(
-                bare, lambda c=conc: load(requester, "kcont-bs:", c))
-            results["floor"][key] = load(floor, "kcont-bf:", conc)
-            results["kernel-only"][key] = load(kernel_only, "kcont-bk:", conc)
-        rounds, interleaved = one_requester_rounds(box, bare, floor)
+        for index in range(rounds_n):
+            order = names[index % len(names):] + names[:index % len(names)]
+            this: dict[str, dict[int, dict]] = {name: {} for name in names}
+            for conc in CONCURRENCY:
+                for name in order:
+                    count = REQUESTS["slow" if name in SLOW else "fast"][conc]
+                    this[name][conc] = paths[name](conc, count)
+            rounds.append(this)
+            print(f"round {index + 1}/{rounds_n}: " + ", ".join(
+                f"{name} {this[name][1]['p50_ms']:.3f}" for name in names), flush=True)
     finally:
-        os.kill(daemon, 15)
-        os.waitpid(daemon, 0)
-        box.close()
-        os.kill(bare_pid, 9)
-        bare.wait(bare_pid)
-        bare.close()
-        os.kill(holder, 9)      # its container dies with it: the request is cancelled
-        held.wait(holder)
-        held.close()
+        for box, pid in servers:
+            os.kill(pid, 15)
+            box.wait(pid)
+        for box in boxes.values():
+            box.close()
         subprocess.run(["umount", "/etc/request-key.conf"], check=False)
-    one = {path: r["1"]["p50_ms"] for path, r in results.items()}
-    return {"kernel": os.uname().release, "results": results,
-            "daemon_log_lines": len(daemon_log.read_text().splitlines()),
-            "ratios": {"classic_over_builtin_p50": round(one["classic"]
-                                                         / one["daemon-builtin"], 1),
-                       **interleaved},
-            "rounds": rounds}
+    results = {name: {str(conc): summarise([r[name][conc] for r in rounds])
+                      for conc in CONCURRENCY} for name in names}
+    targets, reported = judge(rounds)
+    return {"kernel": os.uname().release, "rounds": rounds_n, "requests": REQUESTS,
+            "results": results, "targets": targets, "reported": reported,
+            "daemon_log_lines": len(daemon_log.read_text().splitlines())}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="perf")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--paths", nargs="+", choices=list(PREFIXES), default=[],
+                        metavar="PATH", help="measure only these paths (default: all); "
+                        "the results go to bench/results/upcall.partial.json")
     parser.add_argument("--guest", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.guest:
-        report_from_guest(guest(), "upcall.json")
+        report_from_guest(guest(opts.rounds, opts.paths), "upcall.json")
         return 0
     sys.path.insert(0, str(ROOT / "vm"))
     from kcont_vm.build import build
 
-    data = run_in_guest(build(opts.profile).bzimage, opts.profile, Path(__file__), [],
+    bzimage = build(opts.profile).bzimage
+    compile_c()
+    data = run_in_guest(bzimage, opts.profile, Path(__file__),
+                        ["--rounds", str(opts.rounds), *(["--paths", *opts.paths]
+                                                         if opts.paths else [])],
                         "upcall.json")
-    (ROOT / "bench" / "results" / "upcall.json").write_text(json.dumps(data, indent=1) + "\n")
-    print(json.dumps(data["ratios"], indent=1))
+    name = "upcall.partial.json" if opts.paths else "upcall.json"
+    (ROOT / "bench" / "results" / name).write_text(json.dumps(data, indent=1) + "\n")
+    for target in data["targets"]:
+        print(f"{target['name']} at {target['requesters']}: {target['ratio']} "
+              f"(target {target['target']}: {'met' if target['met'] else 'NOT met'})")
     return 0
 
 
