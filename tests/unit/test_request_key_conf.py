@@ -270,6 +270,16 @@ def test_same_answer_as_keyutils(tmp_path: Path, main: bytes, drop_ins: list[byt
     cache = conf.LineCache()
     assert ours(request, root, reader=cache) == ours(request, root)
     assert ours(request, root, reader=cache) == ours(request, root)
+    # ... and so does its listing of the files, first time and from the cache.
+    for _ in range(2):
+        try:
+            listed: list[str] | str = conf.conf_files(root)
+        except conf.ConfigError as err:
+            listed = str(err)
+        try:
+            assert cache.files(root) == listed
+        except conf.ConfigError as err:
+            assert str(err) == listed
     # ... and the daemon's own answer differs only by the named differences.
     if ours(request, root) != expected:
         possible = named_differences(main if main_state == "file" else b"",
@@ -456,6 +466,53 @@ def test_unreadable_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
 ])
 def test_printable_is_one_line_and_never_ambiguous(data: bytes, shown: str) -> None:
     assert conf.printable(data) == shown
+
+
+@given(st.binary(max_size=40) | st.text(max_size=20).map(lambda t: t.encode("utf-8",
+                                                                            "surrogatepass")))
+def test_printable_fast_path_is_the_same_escape(data: bytes) -> None:
+    """The plain-ASCII shortcut shows exactly what the character-by-character
+    escape shows, for every byte string."""
+    assert conf.printable(data) == conf.escape_each(data)
+
+
+def test_the_cached_listing_follows_every_change_to_the_drop_in_directory(
+        tmp_path: Path) -> None:
+    """A file added, removed or renamed, or the directory made unlistable or
+    replaced, is seen at the next request, as keyutils (which lists it for
+    every request) sees it."""
+    root = write_config(tmp_path / "conf", b"", [b"a\n"])
+    drop = root / "request-key.d"
+    cache = conf.LineCache()
+
+    def agree() -> list[str]:
+        listed = cache.files(root)
+        assert listed == conf.conf_files(root)
+        return [Path(path).name for path in listed]
+
+    assert agree() == ["0.conf", "request-key.conf"]
+    (drop / "1.conf").write_bytes(b"b\n")
+    assert sorted(agree()) == ["0.conf", "1.conf", "request-key.conf"]
+    (drop / "0.conf").unlink()
+    assert agree() == ["1.conf", "request-key.conf"]
+    (drop / "1.conf").rename(drop / "1.conf.off")
+    assert agree() == ["request-key.conf"]
+    (drop / "1.conf.off").rename(drop / "2.conf")
+    assert agree() == ["2.conf", "request-key.conf"]
+    shutil.rmtree(drop)
+    drop.write_bytes(b"")                       # a file where the directory was
+    with pytest.raises(conf.ConfigError, match="Cannot open"):
+        cache.files(root)
+    drop.unlink()
+    assert agree() == ["request-key.conf"]
+    drop.mkdir()
+    (drop / "3.conf").write_bytes(b"c\n")
+    assert agree() == ["3.conf", "request-key.conf"]
+    if os.geteuid() != 0:                       # root lists a mode-000 directory
+        drop.chmod(0)
+        with pytest.raises(conf.ConfigError, match="Cannot open"):
+            cache.files(root)
+        drop.chmod(0o755)
 
 
 @given(st.binary(max_size=30), st.binary(max_size=30))

@@ -80,6 +80,11 @@ def setup_logging(syslog: str | None) -> None:
         address=syslog, facility=logging.handlers.SysLogHandler.LOG_DAEMON) \
         if syslog else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("request-key-daemon: %(message)s"))
+    # The line shows the message only: skip what every record would
+    # otherwise collect for nothing (the logging HOWTO's "Optimization":
+    # the caller's frame, thread, process and multiprocessing names).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger("request-key-daemon")
     root.addHandler(handler)
     root.setLevel(logging.INFO)

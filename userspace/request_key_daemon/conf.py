@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
@@ -87,11 +88,28 @@ def to_bytes(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
 
 
+# Printable ASCII but the log's quote and the backslash: bytes that
+# printable() shows as they are.  Most types and descriptions are only these.
+_PLAIN = re.compile(rb"[\x20-\x26\x28-\x5b\x5d-\x7e]*")
+
+
 def printable(data: bytes) -> str:
     """``data`` for a log line: UTF-8 where it is, ``\\xNN`` for every other
     byte, for control characters and for ``'`` (the log's quote), ``\\\\``
     for a backslash.  One line, never lossy: two different byte strings
-    never look the same, and none can close a quoted field."""
+    never look the same, and none can close a quoted field.
+
+    Runs several times for every request (the log line, the policy's
+    inputs), so plain ASCII, the common case, takes one regex match in C
+    instead of a loop over the characters in Python."""
+    if _PLAIN.fullmatch(data):
+        return data.decode("ascii")
+    return escape_each(data)
+
+
+def escape_each(data: bytes) -> str:
+    """printable(), character by character: what it does for any byte
+    string that is not plain ASCII."""
     out = []
     for char in data.decode("utf-8", "surrogateescape"):
         code = ord(char)
@@ -145,14 +163,18 @@ class Request:
                  session_keyring: str | bytes = b"0") -> None:
         given = (op, key_type, description, callout, key, uid, gid, thread_keyring,
                  process_keyring, session_keyring)
-        for spec, value in zip(fields(self), given, strict=True):
-            object.__setattr__(self, spec.name, to_bytes(value))
+        for name, value in zip(_REQUEST_FIELDS, given, strict=True):
+            object.__setattr__(self, name, to_bytes(value))
 
     def with_op(self, op: bytes) -> Request:
         """The same request under another op (keyutils' ``negate`` re-lookup)."""
         return Request(op, self.key_type, self.description, self.callout, self.key, self.uid,
                        self.gid, self.thread_keyring, self.process_keyring,
                        self.session_keyring)
+
+
+# Request's field names in order, once: fields() is slow for every request.
+_REQUEST_FIELDS = tuple(spec.name for spec in fields(Request))
 
 
 @dataclass(frozen=True)
@@ -289,16 +311,41 @@ def read_lines(path: Path | str) -> Lines:
 
 
 class LineCache:
-    """Parsed files kept while their inode, size, mtime and ctime stay the same.
+    """Parsed files kept while their inode, size, mtime and ctime stay the
+    same, and the file list kept while the drop-in directory's do.
 
     keyutils reads the files again for every request; the daemon serves
-    many, so it reads a file again only when a stat() says it changed.  An
-    edit that keeps all four (same size, within one timestamp tick, in
-    place) is the one change this can miss until the next one.
+    many, so it reads a file again only when a stat() says it changed, and
+    lists ``request-key.d`` again only when a stat() of it says so (adding,
+    removing or renaming an entry changes the directory's mtime; a chmod,
+    its ctime).  A change that keeps all four (a file rewritten in place
+    with the same size within one timestamp tick, an entry added within
+    the tick of the last listing) is the one change this can miss until
+    the next one.
     """
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[tuple[int, int, int, int], Lines]] = {}
+        self._listings: dict[str, tuple[tuple[int, int, int, int], list[str]]] = {}
+
+    def files(self, conf_dir: Path | str) -> list[str]:
+        """conf_files(conf_dir), from the last listing while the drop-in
+        directory's stat is unchanged: one stat() instead of a directory
+        read per request.  Without a drop-in directory (or if it cannot
+        be stat'ed) conf_files() runs, and says why it fails if it does."""
+        key = str(conf_dir)
+        try:
+            info = os.stat(os.path.join(key, "request-key.d"))
+        except OSError:
+            self._listings.pop(key, None)
+            return conf_files(key)
+        stamp = (info.st_ino, info.st_mode, info.st_mtime_ns, info.st_ctime_ns)
+        cached = self._listings.get(key)
+        if cached is not None and cached[0] == stamp:
+            return list(cached[1])
+        files = conf_files(key)
+        self._listings[key] = (stamp, files)
+        return list(files)
 
     def __call__(self, path: Path | str) -> Lines:
         try:

@@ -324,7 +324,7 @@ class Server:
         """The winning line (not yet expanded: no keysub before the policy
         has decided), or the configuration error that fails the lookup."""
         try:
-            return conf.lookup(request, conf.conf_files(self.config_dir),
+            return conf.lookup(request, self.lines.files(self.config_dir),
                                reader=self.lines), None
         except conf.ConfigError as err:
             return None, err
