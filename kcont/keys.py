@@ -63,6 +63,12 @@ class RawKeyDescription:
         return cls(ktype, int(uid), int(gid), int(perm, 16), desc)
 
 
+# A first buffer that holds most descriptions and payloads (a callout is at
+# most a page): one keyctl call for them, where the _alloc calls make two
+# (the size, then the bytes); anything larger takes the _alloc path.
+FIRST_TRY = 4096
+
+
 @dataclass(frozen=True)
 class Key:
     """A key by serial number (special KEY_SPEC_* values are resolved first)."""
@@ -78,6 +84,10 @@ class Key:
             lib.free(buf[0])
 
     def describe_bytes(self) -> RawKeyDescription:
+        first = ffi.new("char[]", FIRST_TRY)
+        size = check("keyctl_describe", lib.keyctl_describe(self.serial, first, FIRST_TRY))
+        if size <= FIRST_TRY:
+            return RawKeyDescription.parse(ffi.string(first))
         buf = ffi.new("char **")
         check("keyctl_describe", lib.keyctl_describe_alloc(self.serial, buf))
         try:
@@ -86,6 +96,10 @@ class Key:
             lib.free(buf[0])
 
     def read(self) -> bytes:
+        first = ffi.new("char[]", FIRST_TRY)
+        size = check("keyctl_read", lib.keyctl_read(self.serial, first, FIRST_TRY))
+        if size <= FIRST_TRY:
+            return bytes(ffi.buffer(first, size))
         buf = ffi.new("void **")
         size = check("keyctl_read", lib.keyctl_read_alloc(self.serial, buf))
         try:

@@ -48,6 +48,8 @@ long keyctl_reject(key_serial_t id, unsigned timeout, unsigned error,
 long keyctl_set_timeout(key_serial_t key, unsigned timeout);
 long keyctl_assume_authority(key_serial_t key);
 long keyctl_invalidate(key_serial_t id);
+long keyctl_describe(key_serial_t id, char *buffer, size_t buflen);
+long keyctl_read(key_serial_t id, char *buffer, size_t buflen);
 long keyctl_describe_alloc(key_serial_t id, char **_buffer);
 long keyctl_read_alloc(key_serial_t id, void **_buffer);
 long keyctl_watch_key(key_serial_t key, int watch_queue_fd, int watch_id);
