@@ -1,6 +1,7 @@
 """Serving an upcall: every way to answer a request_key(), side by side.
 
-USAGE: .venv/bin/python bench/upcall.py [--profile perf] [--rounds N]
+USAGE: .venv/bin/python bench/upcall.py [--profile perf] [--rounds N] [--baseline REV]
+       [--paths PATH ...]
 
 Compiles the two C programs in bench/c/ against the patched kernel's uapi
 headers, boots the kernel once and runs this file in the guest
@@ -28,6 +29,15 @@ language costs nothing and every path is timed the same way:
   wake-up (Python requester threads; kept for scale);
 - ``kernel-only``: add_key() alone, from the C requester, for scale.
 
+For the servers that answer in their own process (daemon-builtin,
+bare-server, c-server) each measurement also records the server's CPU
+time per request (/proc/PID/task/*/schedstat), which the machine's
+scheduling noise touches far less than latency.  ``--baseline REV`` adds
+``daemon-builtin@base``: request-key-daemon as it was at git revision
+REV (its package only; the kcont binding is this tree's), served from a
+fifth container beside today's, so that a change to the daemon is
+measured side by side with what it replaces.
+
 Each target is judged on the median of its per-round ratio, so that the
 machine's drift (TCG is noisy) falls on both sides of a ratio alike.
 Writes bench/results/upcall.json; bench/plots.py draws docs/img/upcall.svg.
@@ -36,6 +46,7 @@ Writes bench/results/upcall.json; bench/plots.py draws docs/img/upcall.svg.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -54,6 +65,7 @@ from guest_run import report_from_guest, run_in_guest
 ROOT = Path(__file__).resolve().parents[1]
 C_SOURCES = ROOT / "bench" / "c"
 C_BUILD = ROOT / "bench" / "build"
+BASELINE = C_BUILD / "baseline"
 LOAD = C_BUILD / "upcall_load"
 MECH_SERVER = C_BUILD / "mech_server"
 CONCURRENCY = (1, 8, 64)
@@ -65,7 +77,8 @@ ROUNDS = 5
 LINE = "/bin/keyctl instantiate %k %c %S"
 PREFIXES = {"classic": "kcont-bc:", "daemon-exec": "kcont-bd:", "daemon-builtin": "kcont-bb:",
             "bare-server": "kcont-bs:", "c-server": "kcont-bm:", "seccomp": "kcont-bx:",
-            "floor": "kcont-bf:", "kernel-only": "kcont-bk:"}
+            "floor": "kcont-bf:", "kernel-only": "kcont-bk:",
+            "daemon-builtin@base": "kcont-bz:"}
 # (name, numerator, denominator, measure, at requesters, target, "min"/"max")
 TARGETS = (
     ("classic / daemon-builtin, p50", "classic", "daemon-builtin", "p50_ms", 1, 20.0, "min"),
@@ -84,6 +97,16 @@ REPORTED = (
     ("daemon-builtin / c-server, p50", "daemon-builtin", "c-server", "p50_ms", 1),
     ("daemon-builtin / bare-server, p50 at 64", "daemon-builtin", "bare-server", "p50_ms", 64),
     ("c-server / kernel-only, p50", "c-server", "kernel-only", "p50_ms", 1),
+    ("daemon-builtin / daemon-builtin@base, p50", "daemon-builtin", "daemon-builtin@base",
+     "p50_ms", 1),
+    ("daemon-builtin / daemon-builtin@base, throughput", "daemon-builtin",
+     "daemon-builtin@base", "per_s", 64),
+    ("daemon-builtin / bare-server, server CPU per request", "daemon-builtin", "bare-server",
+     "server_cpu_us", 64),
+    ("daemon-builtin / daemon-builtin@base, server CPU per request", "daemon-builtin",
+     "daemon-builtin@base", "server_cpu_us", 64),
+    ("bare-server / c-server, server CPU per request", "bare-server", "c-server",
+     "server_cpu_us", 64),
 )
 _names = itertools.count()
 Measure = Callable[[int, int], dict]
@@ -91,6 +114,18 @@ Measure = Callable[[int, int], dict]
 
 def unique(prefix: str) -> str:
     return f"{prefix}{os.getpid()}-{next(_names)}-"
+
+
+def extract_baseline(rev: str) -> None:
+    """request_key_daemon as it was at ``rev``, into BASELINE/."""
+    import shutil
+
+    shutil.rmtree(BASELINE, ignore_errors=True)
+    BASELINE.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev,
+                              "userspace/request_key_daemon"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(BASELINE)], input=archive, check=True)
 
 
 def compile_c() -> None:
@@ -106,6 +141,25 @@ def compile_c() -> None:
 
 
 # ------------------------------------------------------------ requesters
+
+def cpu_ns(pid: int) -> int:
+    """CPU time of every thread of ``pid`` so far (schedstat, ns)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):   # a thread ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+def with_server_cpu(measure: Measure, server: int) -> Measure:
+    """``measure``, plus the CPU time ``server`` spent per request meanwhile."""
+    def measured(concurrency: int, count: int) -> dict:
+        before = cpu_ns(server)
+        result = measure(concurrency, count)
+        result["server_cpu_us"] = round((cpu_ns(server) - before) / 1e3 / result["n"], 1)
+        return result
+    return measured
+
 
 def run_load(box, mode: str, prefix: str, concurrency: int,  # type: ignore[no-untyped-def]
              count: int) -> dict:
@@ -242,9 +296,10 @@ def wait_ready(ready_r: int, what: str) -> None:
 
 
 def start_member(box, what: str, argv: Callable[[int], list[str]],  # type: ignore[no-untyped-def]
-                 log: Path | None = None) -> int:
+                 log: Path | None = None, env: dict[str, str] | None = None) -> int:
     """Exec ``argv(ready_fd)`` as the first member of ``box`` (its stderr to
-    ``log`` if given) and wait for its readiness byte."""
+    ``log`` if given, its environment ``env`` if given) and wait for its
+    readiness byte."""
     ready_r, ready_w = os.pipe()
     pid = box.fork()
     if pid == 0:
@@ -255,7 +310,7 @@ def start_member(box, what: str, argv: Callable[[int], list[str]],  # type: igno
             os.set_inheritable(box.fd, True)
             os.set_inheritable(ready_w, True)
             args = argv(ready_w)
-            os.execv(args[0], args)
+            os.execve(args[0], args, os.environ if env is None else env)
         finally:
             os._exit(127)
     os.close(ready_w)
@@ -291,7 +346,7 @@ def mech_argv(box) -> Callable[[int], list[str]]:  # type: ignore[no-untyped-def
 def summarise(rounds: list[dict]) -> dict:
     """The median over rounds of each measure, and the rounds themselves."""
     return {**{k: round(statistics.median(r[k] for r in rounds), 4)
-               for k in ("p50_ms", "p99_ms", "per_s")},
+               for k in ("p50_ms", "p99_ms", "per_s", "server_cpu_us") if k in rounds[0]},
             "n": sum(r["n"] for r in rounds), "rounds": rounds}
 
 
@@ -323,7 +378,7 @@ def judge(rounds: list[dict[str, dict[int, dict]]]) -> tuple[list[dict], list[di
     return targets, reported
 
 
-def guest(rounds_n: int, only: list[str]) -> dict:
+def guest(rounds_n: int, only: list[str], baseline: bool) -> dict:
     from kcont.container import Container
     from kcont.keys import Keyring
 
@@ -338,11 +393,12 @@ def guest(rounds_n: int, only: list[str]) -> dict:
     confdir.mkdir()
     (confdir / "request-key.conf").write_text(
         f"create user {PREFIXES['daemon-exec']}* * {LINE}\n"
-        f"create user {PREFIXES['daemon-builtin']}* * @static payload\n")
+        f"create user {PREFIXES['daemon-builtin']}* * @static payload\n"
+        f"create user {PREFIXES['daemon-builtin@base']}* * @static payload\n")
     subprocess.run(["mount", "--bind", str(conf), "/etc/request-key.conf"], check=True)
     daemon_log = Path("/run/kcont-bench-daemon.log")     # tmpfs
     boxes = {name: Container(f"kcont-bench-{name}", trusted=False)
-             for name in ("daemon", "bare", "mech", "held")}
+             for name in ("daemon", "bare", "mech", "held", "base")}
     servers = [(boxes["daemon"], start_member(boxes["daemon"], "request-key-daemon",
                                               daemon_argv(boxes["daemon"], confdir),
                                               daemon_log)),
@@ -352,21 +408,35 @@ def guest(rounds_n: int, only: list[str]) -> dict:
                                             mech_argv(boxes["mech"])))]
     held = HeldRequests(boxes["held"])
     servers.append((boxes["held"], held.init))
+    if baseline:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(BASELINE / "userspace"), os.environ.get("PYTHONPATH", "")])}
+        servers.append((boxes["base"], start_member(
+            boxes["base"], "the baseline daemon", daemon_argv(boxes["base"], confdir),
+            Path("/run/kcont-bench-daemon-base.log"), env)))
+    pid_of = {box.name: pid for box, pid in servers}
     paths: dict[str, Measure] = {
         "classic": lambda c, n: run_load(None, "request", PREFIXES["classic"], c, n),
         "daemon-exec": lambda c, n: run_load(boxes["daemon"], "request",
                                              PREFIXES["daemon-exec"], c, n),
-        "daemon-builtin": lambda c, n: run_load(boxes["daemon"], "request",
-                                                PREFIXES["daemon-builtin"], c, n),
-        "bare-server": lambda c, n: run_load(boxes["bare"], "request",
-                                             PREFIXES["bare-server"], c, n),
-        "c-server": lambda c, n: run_load(boxes["mech"], "request", PREFIXES["c-server"],
-                                          c, n),
+        "daemon-builtin": with_server_cpu(lambda c, n: run_load(
+            boxes["daemon"], "request", PREFIXES["daemon-builtin"], c, n),
+            pid_of[boxes["daemon"].name]),
+        "bare-server": with_server_cpu(lambda c, n: run_load(
+            boxes["bare"], "request", PREFIXES["bare-server"], c, n),
+            pid_of[boxes["bare"].name]),
+        "c-server": with_server_cpu(lambda c, n: run_load(
+            boxes["mech"], "request", PREFIXES["c-server"], c, n), pid_of[boxes["mech"].name]),
         "seccomp": lambda c, n: run_load(None, "seccomp", PREFIXES["seccomp"], c, n),
         "floor": held.measure,
         "kernel-only": lambda c, n: run_load(None, "add", PREFIXES["kernel-only"], c, n),
     }
-    names = [name for name in paths if not only or name in only]
+    if baseline:
+        paths["daemon-builtin@base"] = with_server_cpu(lambda c, n: run_load(
+            boxes["base"], "request", PREFIXES["daemon-builtin@base"], c, n),
+            pid_of[boxes["base"].name])
+    wanted = [*only, "daemon-builtin@base"] if only else []
+    names = [name for name in paths if not wanted or name in wanted]
     rounds: list[dict[str, dict[int, dict]]] = []
     try:
         for index in range(rounds_n):
@@ -401,19 +471,24 @@ def main() -> int:
     parser.add_argument("--paths", nargs="+", choices=list(PREFIXES), default=[],
                         metavar="PATH", help="measure only these paths (default: all); "
                         "the results go to bench/results/upcall.partial.json")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also measure request-key-daemon as it was at git revision REV")
     parser.add_argument("--guest", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.guest:
-        report_from_guest(guest(opts.rounds, opts.paths), "upcall.json")
+        report_from_guest(guest(opts.rounds, opts.paths, bool(opts.baseline)), "upcall.json")
         return 0
     sys.path.insert(0, str(ROOT / "vm"))
     from kcont_vm.build import build
 
     bzimage = build(opts.profile).bzimage
     compile_c()
+    if opts.baseline:
+        extract_baseline(opts.baseline)
     data = run_in_guest(bzimage, opts.profile, Path(__file__),
-                        ["--rounds", str(opts.rounds), *(["--paths", *opts.paths]
-                                                         if opts.paths else [])],
+                        ["--rounds", str(opts.rounds),
+                         *(["--paths", *opts.paths] if opts.paths else []),
+                         *(["--baseline", opts.baseline] if opts.baseline else [])],
                         "upcall.json")
     name = "upcall.partial.json" if opts.paths else "upcall.json"
     (ROOT / "bench" / "results" / name).write_text(json.dumps(data, indent=1) + "\n")

@@ -31,12 +31,13 @@ def test_syslog_gets_one_line_per_request(tmp_path: Path) -> None:
         syslog.bind(str(address))
         syslog.settimeout(5)
         opts = make_parser().parse_args(["--syslog", str(address)])
-        setup_logging(opts.syslog)
+        request_log = setup_logging(opts.syslog)
         log = logging.getLogger("request-key-daemon")
         try:
             outcome = Outcome(77, b"user", b"db", "12/sh@3", "allow", "@static",
                               "instantiated", 0.0016)
-            log.info("%s", outcome.line())
+            assert request_log.enabled and request_log.stream is None
+            request_log.write(outcome.line())
             message = syslog.recv(4096).decode()
         finally:
             for handler in log.handlers[:]:

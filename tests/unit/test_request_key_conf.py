@@ -515,6 +515,21 @@ def test_the_cached_listing_follows_every_change_to_the_drop_in_directory(
         drop.chmod(0o755)
 
 
+def test_a_drop_in_directory_created_later_is_seen(tmp_path: Path) -> None:
+    """No drop-in directory when first listed (the cached case that stats
+    only the config directory), then one made, filled and removed."""
+    root = write_config(tmp_path / "conf", b"", [], drop_in_state="none")
+    cache = conf.LineCache()
+    assert cache.files(root) == conf.conf_files(root) == [str(root / "request-key.conf")]
+    assert cache.files(root) == [str(root / "request-key.conf")]
+    (root / "request-key.d").mkdir()
+    (root / "request-key.d" / "a.conf").write_bytes(b"x\n")
+    assert cache.files(root) == conf.conf_files(root)
+    assert len(cache.files(root)) == 2
+    shutil.rmtree(root / "request-key.d")
+    assert cache.files(root) == [str(root / "request-key.conf")]
+
+
 @given(st.binary(max_size=30), st.binary(max_size=30))
 def test_printable_is_injective(one: bytes, two: bytes) -> None:
     if one != two:

@@ -17,6 +17,7 @@ from pathlib import Path
 from kcont.admission_args import add_webhook_arguments, webhook_from
 from kcont.one_line_parser import OneLineParser
 from request_key_daemon.launch import READY_BYTE
+from request_key_daemon.request_log import FORMAT, RequestLog
 
 EXAMPLES = """examples:
   request-key-daemon --container-fd 3              serve container fd 3, /etc config
@@ -73,13 +74,14 @@ def make_parser() -> OneLineParser:
     return parser
 
 
-def setup_logging(syslog: str | None) -> None:
+def setup_logging(syslog: str | None) -> RequestLog:
     """One line per request on stderr, or to the syslog socket ``syslog``
-    (the daemon facility: it is a system service's log)."""
+    (the daemon facility: it is a system service's log).  Returns where
+    the per-request lines go (see request_log.py)."""
     handler: logging.Handler = logging.handlers.SysLogHandler(
         address=syslog, facility=logging.handlers.SysLogHandler.LOG_DAEMON) \
         if syslog else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("request-key-daemon: %(message)s"))
+    handler.setFormatter(logging.Formatter(FORMAT))
     # The line shows the message only: skip what every record would
     # otherwise collect for nothing (the logging HOWTO's "Optimization":
     # the caller's frame, thread, process and multiprocessing names).
@@ -88,6 +90,8 @@ def setup_logging(syslog: str | None) -> None:
     root = logging.getLogger("request-key-daemon")
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    root.propagate = False
+    return RequestLog(root) if syslog else RequestLog.on_stream(sys.stderr, root)
 
 
 def check_policy(policy_file: Path, inputs_file: Path) -> int:
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         return explain(opts)
     if opts.ctl:
         return ctl(opts.ctl)
-    setup_logging(opts.syslog)
+    request_log = setup_logging(opts.syslog)
     from kcont import upcalls
     from request_key_daemon.daemon import Daemon
     from request_key_daemon.policy import Policy, PolicyError, load_policy
@@ -157,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         server = Server(opts.config_dir, policy, opts.deadline, decisions=opts.policy_debug,
                         webhook=webhook_from(opts))
         daemon = Daemon(opts.container_fd, server, types=opts.types or ["*"], ns_mask=mask,
-                        workers=opts.workers, policy_path=opts.policy)
+                        workers=opts.workers, policy_path=opts.policy,
+                        request_log=request_log)
         # The container's name, for policies that name it (TOML container =,
         # Rego input.container.name).
         from kcont.container import fdinfo

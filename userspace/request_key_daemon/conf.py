@@ -163,8 +163,9 @@ class Request:
                  session_keyring: str | bytes = b"0") -> None:
         given = (op, key_type, description, callout, key, uid, gid, thread_keyring,
                  process_keyring, session_keyring)
-        for name, value in zip(_REQUEST_FIELDS, given, strict=True):
-            object.__setattr__(self, name, to_bytes(value))
+        # One update of the instance dict: a frozen dataclass's fields,
+        # set without ten calls of object.__setattr__ for every request.
+        self.__dict__.update(zip(_REQUEST_FIELDS, map(to_bytes, given), strict=True))
 
     def with_op(self, op: bytes) -> Request:
         """The same request under another op (keyutils' ``negate`` re-lookup)."""
@@ -310,6 +311,14 @@ def read_lines(path: Path | str) -> Lines:
     return () if found is None else split_lines(found[1])
 
 
+# What says a directory changed: mode, inode, mtime and ctime.
+Stamp = tuple[int, int, int, int]
+
+
+def _stamp(info: os.stat_result) -> Stamp:
+    return (info.st_mode, info.st_ino, info.st_mtime_ns, info.st_ctime_ns)
+
+
 class LineCache:
     """Parsed files kept while their inode, size, mtime and ctime stay the
     same, and the file list kept while the drop-in directory's do.
@@ -326,25 +335,35 @@ class LineCache:
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[tuple[int, int, int, int], Lines]] = {}
-        self._listings: dict[str, tuple[tuple[int, int, int, int], list[str]]] = {}
+        self._listings: dict[str, tuple[Stamp, Stamp | None, list[str]]] = {}
 
     def files(self, conf_dir: Path | str) -> list[str]:
-        """conf_files(conf_dir), from the last listing while the drop-in
-        directory's stat is unchanged: one stat() instead of a directory
-        read per request.  Without a drop-in directory (or if it cannot
-        be stat'ed) conf_files() runs, and says why it fails if it does."""
+        """conf_files(conf_dir), from the last listing while the stat of the
+        config directory (and of the drop-in directory, if there was one)
+        is unchanged: one or two stat() calls instead of a directory read
+        per request, and no exception raised when there is no drop-in
+        directory (creating one changes the config directory's mtime).
+        Anything unexpected (a directory that cannot be stat'ed, a drop-in
+        that is not a directory) runs conf_files(), which says why it fails
+        if it does, and is not cached."""
         key = str(conf_dir)
+        drop_in = os.path.join(key, "request-key.d")
         try:
-            info = os.stat(os.path.join(key, "request-key.d"))
+            top = _stamp(os.stat(key))
+            cached = self._listings.get(key)
+            if cached is not None and cached[0] == top and (
+                    cached[1] is None or cached[1] == _stamp(os.stat(drop_in))):
+                return list(cached[2])
+            try:
+                inner: Stamp | None = _stamp(os.stat(drop_in))
+            except FileNotFoundError:
+                inner = None
         except OSError:
             self._listings.pop(key, None)
             return conf_files(key)
-        stamp = (info.st_ino, info.st_mode, info.st_mtime_ns, info.st_ctime_ns)
-        cached = self._listings.get(key)
-        if cached is not None and cached[0] == stamp:
-            return list(cached[1])
         files = conf_files(key)
-        self._listings[key] = (stamp, files)
+        if inner is None or stat.S_ISDIR(inner[0]):
+            self._listings[key] = (top, inner, files)
         return list(files)
 
     def __call__(self, path: Path | str) -> Lines:

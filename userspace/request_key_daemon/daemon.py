@@ -32,6 +32,7 @@ from kcont.keys import USER, Key, Keyring
 from kcont.watch import KeyChange, KeyEvent, WatchQueue
 from request_key_daemon.conf import printable
 from request_key_daemon.policy import load_policy
+from request_key_daemon.request_log import RequestLog
 from request_key_daemon.serve import WORKER_PREFIX, Outcome, Server, comm_of
 from request_key_daemon.wakeup import Wakeup
 
@@ -48,7 +49,8 @@ class Daemon:
 
     def __init__(self, container_fd: int, server: Server, *, types: Iterable[str] = ("*",),
                  ns_mask: int = 0, workers: int = 4, policy_path: Path | None = None,
-                 on_outcome: Callable[[Outcome], None] | None = None) -> None:
+                 on_outcome: Callable[[Outcome], None] | None = None,
+                 request_log: RequestLog | None = None) -> None:
         self.container_fd = container_fd
         self.container_id = int(fdinfo(container_fd)["id"])
         self.server = server
@@ -56,6 +58,7 @@ class Daemon:
         self.ns_mask = ns_mask
         self.policy_path = policy_path
         self.on_outcome = on_outcome
+        self.request_log = request_log or RequestLog(log)
         self.in_flight: set[int] = set()
         self.lock = threading.Lock()
         self.counts = {"served": 0, "instantiated": 0, "negated": 0, "rejected": 0, "gone": 0}
@@ -124,14 +127,14 @@ class Daemon:
         if outcome is None or outcome.kind == "gone":
             with contextlib.suppress(OSError):   # already gone with its request
                 Key(auth).unlink(self.queue)
-        if outcome is not None:
+        if outcome is not None and self.request_log.enabled:
             try:
                 line = outcome.line()
             except Exception as err:   # the answer is given; say so even so
                 line = f"serial={outcome.serial} " \
                        f"desc='{printable(outcome.description)}' kind={outcome.kind} " \
                        f"(log line failed: {type(err).__name__})"
-            log.info("%s", line)
+            self.request_log.write(line)
         with self.lock:
             self.in_flight.discard(auth)
             if outcome is not None:

@@ -1,0 +1,83 @@
+"""The daemon's per-request log line written directly: the same text the
+logging module would write, in order with it, and nothing built where
+nobody can read it."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from request_key_daemon.request_log import FORMAT, RequestLog, unread
+
+LINE = "serial=7 type=user desc='a\\x0ab' requester=1/sh@2 result='instantiated'"
+
+
+@pytest.fixture
+def logger() -> logging.Logger:
+    log = logging.getLogger("test-request-log")
+    log.handlers.clear()
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    return log
+
+
+def test_a_stream_gets_what_the_formatter_would_write(tmp_path: Path,
+                                                      logger: logging.Logger) -> None:
+    """Byte for byte what a StreamHandler with the daemon's FORMAT writes,
+    interleaved in order with the logger's own lines on the same stream."""
+    direct, through = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(through)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    logger.addHandler(handler)
+    logger.info("%s", LINE)
+    with (tmp_path / "log").open("w") as out:
+        handler.setStream(out)
+        request_log = RequestLog.on_stream(out, logger)
+        assert request_log.enabled
+        logger.info("starting")
+        request_log.write(LINE)
+        logger.info("stopping")
+        RequestLog(logger, direct).write(LINE)
+    assert direct.getvalue() == through.getvalue()
+    assert (tmp_path / "log").read_text().splitlines() == [
+        "request-key-daemon: starting", f"request-key-daemon: {LINE}",
+        "request-key-daemon: stopping"]
+
+
+def test_without_a_stream_lines_go_through_the_logger(logger: logging.Logger) -> None:
+    """Syslog, or a handler someone else installed: logger.info, unchanged."""
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger.addHandler(Keep())
+    RequestLog(logger).write(LINE)
+    assert seen == [LINE]
+
+
+def test_dev_null_and_closed_streams_are_unread(tmp_path: Path,
+                                                logger: logging.Logger) -> None:
+    with open(os.devnull, "w") as null:
+        assert unread(null)
+        assert not RequestLog.on_stream(null, logger).enabled
+    closed = (tmp_path / "f").open("w")
+    closed.close()
+    assert unread(closed) and unread(None)
+    with (tmp_path / "g").open("w") as regular:
+        assert not unread(regular)
+
+
+def test_a_disabled_log_writes_nothing_anywhere(logger: logging.Logger) -> None:
+    seen: list[logging.LogRecord] = []
+    logger.addHandler(logging.Handler())
+    logger.handlers[0].emit = seen.append  # type: ignore[method-assign]
+    stream = io.StringIO()
+    RequestLog(logger, stream, enabled=False).write(LINE)
+    RequestLog(logger, None, enabled=False).write(LINE)
+    assert stream.getvalue() == "" and seen == []
