@@ -91,21 +91,37 @@ def upcall_cost(src: Path, out: Path) -> None:
 
 
 def upcall_paths(src: Path, out: Path) -> None:
-    results = json.loads(src.read_text())["results"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    """Latency and throughput per path (medians over rounds), and each
+    target's per-round ratios against its line."""
+    data = json.loads(src.read_text())
+    results, targets = data["results"], data["targets"]
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
     for path, by_conc in results.items():
         conc = sorted(by_conc, key=int)
         left.plot([int(c) for c in conc], [by_conc[c]["p50_ms"] for c in conc], "o-",
                   label=path)
-        right.plot([int(c) for c in conc], [by_conc[c]["per_s"] for c in conc], "o-",
-                   label=path)
-    for ax, label in ((left, "p50 latency (ms)"), (right, "requests per second")):
+        middle.plot([int(c) for c in conc], [by_conc[c]["per_s"] for c in conc], "o-",
+                    label=path)
+    for ax, label in ((left, "p50 latency (ms)"), (middle, "requests per second")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("concurrent requesters")
-        ax.set_ylabel(label)
-    left.legend(fontsize=8)
-    fig.suptitle("serving a request_key upcall (perf kernel, TCG)")
+        ax.set_ylabel(label + ", median of rounds")
+    left.legend(fontsize=7)
+    for index, target in enumerate(targets):
+        rounds = target["per_round"]
+        right.plot([index] * len(rounds), rounds, "o", alpha=0.5,
+                   color="tab:green" if target["met"] else "tab:red")
+        right.plot([index - 0.3, index + 0.3], [float(target["target"].split()[1])] * 2, "k-")
+        right.plot([index], [target["ratio"]], "kD")
+    right.set_xticks(range(len(targets)),
+                     [t["name"].replace(", ", ",\n").replace(" / ", " /\n") for t in targets],
+                     fontsize=6)
+    right.set_yscale("log")
+    right.set_ylabel("ratio per round (dots), median (diamond), target (bar)")
+    right.set_title("targets: green met, red not")
+    fig.suptitle(f"serving a request_key upcall, {data['rounds']} interleaved rounds "
+                 "in one boot (perf kernel, TCG)")
     fig.tight_layout()
     fig.savefig(out)
 

@@ -11,8 +11,9 @@
  * namespace), and for every auth key linked into the queue makes the calls
  * that any server must: learn the key to construct
  * (KEYCTL_QUERY_REQUEST_KEY_AUTH), assume the authority, read the callout,
- * instantiate the key with "payload", drop the authority.  No config, no
- * policy, no log.  A lost-notification record makes it rescan the queue.
+ * instantiate the key with "payload" (which drops the authority).  No
+ * config, no policy, no log.  A lost-notification record makes it rescan
+ * the queue.
  * Writes "R" to READY_FD once registered, then serves until killed.
  */
 #define _GNU_SOURCE
@@ -47,10 +48,11 @@ static void serve(int auth)
 	target = query.target_key;
 	if (syscall(__NR_keyctl, KEYCTL_ASSUME_AUTHORITY, target) < 0)
 		return;
+	/* A successful instantiation drops the assumed authority itself. */
 	if (syscall(__NR_keyctl, KEYCTL_READ, KEY_SPEC_REQKEY_AUTH_KEY, callout,
-		    sizeof(callout)) >= 0)
-		syscall(__NR_keyctl, KEYCTL_INSTANTIATE, target, "payload", 7, 0);
-	syscall(__NR_keyctl, KEYCTL_ASSUME_AUTHORITY, 0);
+		    sizeof(callout)) < 0 ||
+	    syscall(__NR_keyctl, KEYCTL_INSTANTIATE, target, "payload", 7, 0) < 0)
+		syscall(__NR_keyctl, KEYCTL_ASSUME_AUTHORITY, 0);
 }
 
 static void rescan(int queue)
