@@ -11,6 +11,7 @@ header through ``kcont._keyctl``.
 from __future__ import annotations
 
 import enum
+import functools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ class Caps1(enum.IntFlag):
     QUERY_REQUEST_KEY_AUTH = keyctl_lib.KEYCTL_CAPS1_QUERY_REQUEST_KEY_AUTH
     CONTAINER_KEYRING = keyctl_lib.KEYCTL_CAPS1_CONTAINER_KEYRING
     GRANT_PERMISSION = keyctl_lib.KEYCTL_CAPS1_GRANT_PERMISSION
+    QUERY_REQUESTER_COMM = keyctl_lib.KEYCTL_CAPS1_QUERY_REQUESTER_COMM
 
 
 def _type_arg(key_type: str | bytes | None) -> object:
@@ -135,6 +137,9 @@ class AuthRequest:
     requester_pid: int
     container_id: int
     spare_is_zero: bool
+    # As it was when it asked; "" where the pid is not visible (or on a
+    # kernel that does not report it: the field was a spare word).
+    requester_comm: str = ""
 
 
 def query_auth(auth_key: int) -> AuthRequest:
@@ -145,7 +150,8 @@ def query_auth(auth_key: int) -> AuthRequest:
     spare = buf.__spare0 == 0 and all(word == 0 for word in buf.__spare)
     return AuthRequest(keyctl_ffi.string(buf.operation).decode(), buf.fsuid, buf.fsgid,
                        buf.target_key, buf.thread_keyring, buf.process_keyring,
-                       buf.session_keyring, buf.requester_pid, buf.container_id, spare)
+                       buf.session_keyring, buf.requester_pid, buf.container_id, spare,
+                       keyctl_ffi.string(buf.requester_comm, 16).decode(errors="replace"))
 
 
 def set_container_keyring(container_fd: int, keyring: int) -> None:
@@ -171,6 +177,18 @@ def capabilities() -> bytes:
     buf = keyctl_ffi.new("unsigned char[]", 16)
     size = check("keyctl_capabilities", keyctl_lib.kcont_keyctl_capabilities(buf, 16))
     return bytes(buf[0:min(size, 16)])
+
+
+@functools.cache
+def query_reports_comm() -> bool:
+    """Whether this kernel fills AuthRequest.requester_comm
+    (KEYCTL_CAPS1_QUERY_REQUESTER_COMM): where it does, an empty name is
+    the requester's own (or a pid not visible), not a missing field."""
+    try:
+        caps = capabilities()
+    except OSError:
+        return False
+    return len(caps) > 1 and bool(caps[1] & Caps1.QUERY_REQUESTER_COMM)
 
 
 def keyctl_raw(op: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:

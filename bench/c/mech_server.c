@@ -57,12 +57,24 @@ static void serve(int auth)
 
 static void rescan(int queue)
 {
-	int serials[1024];
-	long got = syscall(__NR_keyctl, KEYCTL_READ, queue, serials, sizeof(serials));
+	long size = 4096, got;
+	int *serials = NULL;
 	long i;
 
-	for (i = 0; i < got / (long)sizeof(int) && i < 1024; i++)
+	/* KEYCTL_READ copies nothing into a buffer too small: grow and retry */
+	for (;;) {
+		free(serials);
+		serials = malloc(size);
+		if (!serials)
+			die("malloc");
+		got = syscall(__NR_keyctl, KEYCTL_READ, queue, serials, size);
+		if (got <= size)
+			break;
+		size = got;
+	}
+	for (i = 0; i < got / (long)sizeof(int); i++)
 		serve(serials[i]);
+	free(serials);
 }
 
 int main(int argc, char **argv)

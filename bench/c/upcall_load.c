@@ -263,9 +263,7 @@ int main(int argc, char **argv)
 		waitpid(supervisor, NULL, 0);
 	}
 	qsort(latencies, n, sizeof(*latencies), by_value);
-	p99 = (long)(0.99 * n);
-	if (p99 > n - 1)
-		p99 = n - 1;
+	p99 = (99 * n + 99) / 100 - 1;	/* nearest rank: ceil(0.99 n) */
 	printf("{\"n\": %ld, \"p50_ms\": %.4f, \"p99_ms\": %.4f, \"per_s\": %.1f}\n", n,
 	       (n % 2 ? latencies[n / 2] : (latencies[n / 2 - 1] + latencies[n / 2]) / 2) * 1e3,
 	       latencies[p99] * 1e3, n / wall);

@@ -58,6 +58,7 @@ static const int KEYCTL_CAPS1_CONTAINER_INTERCEPT;
 static const int KEYCTL_CAPS1_QUERY_REQUEST_KEY_AUTH;
 static const int KEYCTL_CAPS1_CONTAINER_KEYRING;
 static const int KEYCTL_CAPS1_GRANT_PERMISSION;
+static const int KEYCTL_CAPS1_QUERY_REQUESTER_COMM;
 
 struct keyctl_query_request_key_auth {
     char operation[32];
@@ -70,7 +71,8 @@ struct keyctl_query_request_key_auth {
     int32_t requester_pid;
     uint32_t __spare0;
     uint64_t container_id;
-    uint32_t __spare[8];
+    char requester_comm[16];
+    uint32_t __spare[4];
 };
 """
 

@@ -11,6 +11,7 @@ import errno
 import select
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from agents import Agent, request_in, requester_below
@@ -37,7 +38,8 @@ def test_capabilities_announce_the_new_operations() -> None:
     caps = upcalls.capabilities()
     assert len(caps) >= 2
     want = upcalls.Caps1.CONTAINER_INTERCEPT | upcalls.Caps1.QUERY_REQUEST_KEY_AUTH | \
-        upcalls.Caps1.CONTAINER_KEYRING | upcalls.Caps1.GRANT_PERMISSION
+        upcalls.Caps1.CONTAINER_KEYRING | upcalls.Caps1.GRANT_PERMISSION | \
+        upcalls.Caps1.QUERY_REQUESTER_COMM
     assert caps[1] & want == want
 
 
@@ -134,6 +136,13 @@ def test_query_maps_ids_and_pid_into_the_callers_namespaces(queue: Keyring) -> N
             pending = requester.request("user", desc)
             (auth,) = wait_queued([queue], 1)[queue.serial]
             outside = upcalls.query_auth(auth)
+            # The name is the kernel's record of the requester when it asked:
+            # renaming it afterwards (as a reused pid would be another task's
+            # name) changes /proc, not the request.
+            comm = Path(f"/proc/{outside.requester_pid}/comm")
+            named = comm.read_text().rstrip("\n")
+            comm.write_text("kcont-renamed")
+            renamed = (upcalls.query_auth(auth).requester_comm, comm.read_text())
             # Reading a request takes possessing it, as serving does: the
             # daemon (uid 0, not possessing the queue) links it in.
             queue.setperm(0x3F3F0000)
@@ -146,10 +155,13 @@ def test_query_maps_ids_and_pid_into_the_callers_namespaces(queue: Keyring) -> N
             daemon.stop()
     assert (outside.operation, outside.fsuid, outside.fsgid) == ("create", 0, 0)
     assert outside.requester_pid == result["tid"]      # the requesting thread
+    assert outside.requester_comm == named != ""
+    assert renamed == (named, "kcont-renamed\n")
     assert outside.container_id == box_id and outside.spare_is_zero
     assert outside.target_key > 0 and outside.session_keyring == pending.session
     # The daemon's user namespace maps nothing, its pid namespace sees nobody.
     assert (inside["fsuid"], inside["fsgid"], inside["requester_pid"]) == (65534, 65534, 0)
+    assert inside["requester_comm"] == ""     # the name goes with the pid
     assert inside["container_id"] == box_id and inside["target_key"] == outside.target_key
 
 

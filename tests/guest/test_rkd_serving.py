@@ -71,15 +71,15 @@ EXPECTED: dict[str, tuple[str, Any]] = {
 
 # (name, owner, attribute, the request kinds that reach it, which calls fail)
 POINTS: list[tuple[str, Any, str, tuple[str, ...], frozenset[int]]] = [
+    # (The requester's name comes with the query: it has no step of its own.)
     ("query", kcont.upcalls, "query_auth", ("st",), frozenset({1})),
     ("assume", serve, "assume_authority", ("st", "exec"), frozenset({1})),
     ("assume-again", serve, "assume_authority", ("exec",), frozenset({2})),
     ("read-callout", Key, "read", ("st",), frozenset({1})),
     ("describe", Key, "describe_bytes", ("st",), frozenset({1})),
-    ("comm", serve, "comm_of", ("st",), frozenset({1})),
     ("policy", Policy, "decide", ("st", "deny"), frozenset({1})),
     ("record", serve.Server, "_record", ("st",), frozenset({1})),
-    ("conf-files", conf, "conf_files", ("st",), frozenset({1})),
+    ("conf-files", conf.LineCache, "files", ("st",), frozenset({1})),
     ("line-cache", conf.LineCache, "__call__", ("st",), frozenset({1})),
     ("lookup", conf, "lookup", ("st",), frozenset({1})),
     ("expand", conf, "expand", ("st",), frozenset({1})),

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -535,3 +536,61 @@ def test_printable_is_injective(one: bytes, two: bytes) -> None:
     if one != two:
         assert conf.printable(one) != conf.printable(two)
     assert "\n" not in conf.printable(one)
+
+
+def test_a_hold_keeps_one_configuration_and_ends_with_the_block(tmp_path: Path) -> None:
+    """Inside hold(), the first lookup's files and lines are kept (a burst
+    of requests pays for one check); the next hold, and any other thread,
+    sees the change at once."""
+    import threading
+
+    root = write_config(tmp_path / "conf", b"create user a * /bin/a\n", [], drop_in_state="none")
+    main = root / "request-key.conf"
+    cache = conf.LineCache()
+    request = conf.Request(b"create", b"user", b"a", b"-", b"1")
+
+    def program() -> bytes | None:
+        found = conf.lookup(request, cache.files(root), reader=cache)
+        return None if found is None else found[1]
+
+    seen_elsewhere: list[bytes | None] = []
+    with cache.hold():
+        assert program() == b"/bin/a"
+        main.write_bytes(b"create user a * /bin/changed-longer\n")
+        (root / "request-key.d").mkdir()
+        assert program() == b"/bin/a"                   # held
+        assert cache.files(root) == [str(main)]
+        other = threading.Thread(target=lambda: seen_elsewhere.append(program()))
+        other.start()
+        other.join()
+        with cache.hold():                              # nested: the same hold
+            assert program() == b"/bin/a"
+    assert seen_elsewhere == [b"/bin/changed-longer"]   # another thread: not held
+    assert program() == b"/bin/changed-longer"          # the hold ended
+    with cache.hold():
+        assert program() == b"/bin/changed-longer"
+
+
+def test_what_changed_within_the_last_second_is_read_again(tmp_path: Path) -> None:
+    """The racily-clean rule: a file or listing whose mtime or ctime is
+    under RACY_NS old is not kept, since a change later in the same clock
+    tick would leave its stamps as they are; once older, it is kept."""
+    root = write_config(tmp_path / "conf", b"create user a * /bin/a\n", [b"x\n"])
+    main, drop = root / "request-key.conf", root / "request-key.d"
+    cache = conf.LineCache()
+    cache(main)
+    cache.files(root)
+    assert str(main) not in cache._files and str(root) not in cache._listings
+    old = time.time_ns() - 2 * conf.RACY_NS
+    for path in (main, drop, root):
+        os.utime(path, ns=(old, old))
+    # ctime cannot be set back: pretend the clock has moved on instead.
+    later = time.time_ns() + 2 * conf.RACY_NS
+    real_time_ns = time.time_ns
+    try:
+        time.time_ns = lambda: later  # type: ignore[assignment]
+        cache(main)
+        cache.files(root)
+    finally:
+        time.time_ns = real_time_ns  # type: ignore[assignment]
+    assert str(main) in cache._files and str(root) in cache._listings

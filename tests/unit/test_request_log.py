@@ -4,6 +4,7 @@ nobody can read it."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -81,3 +82,24 @@ def test_a_disabled_log_writes_nothing_anywhere(logger: logging.Logger) -> None:
     RequestLog(logger, stream, enabled=False).write(LINE)
     RequestLog(logger, None, enabled=False).write(LINE)
     assert stream.getvalue() == "" and seen == []
+
+
+def test_a_log_that_cannot_be_written_loses_the_line_not_the_daemon(
+        logger: logging.Logger) -> None:
+    """A reader that went away (EPIPE), a full disk, a closed stream: the
+    line is counted as lost and write() returns, so serving goes on."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    broken = os.fdopen(write_end, "w")
+    request_log = RequestLog.on_stream(broken, logger)
+    assert request_log.enabled
+    request_log.write(LINE)
+    request_log.write(LINE)
+    assert request_log.lost == 2
+    with contextlib.suppress(BrokenPipeError):   # what is still buffered
+        broken.close()
+    closed = io.StringIO()
+    closed.close()
+    request_log = RequestLog(logger, closed)
+    request_log.write(LINE)
+    assert request_log.lost == 1

@@ -61,14 +61,17 @@ difference, and listed in docs/request-key-daemon.md:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 MAX_LINE = 4096
 MAX_ARGS = 254
@@ -315,6 +318,17 @@ def read_lines(path: Path | str) -> Lines:
 Stamp = tuple[int, int, int, int]
 
 
+# A timestamp this close to the moment it was read proves nothing yet: the
+# file system's clock (coarse, a jiffy on 6.1) may not have ticked since,
+# so a change later in the same tick would leave every stamp as it is (git's
+# "racily clean" rule).  What changed this recently is read again next time.
+RACY_NS = 1_000_000_000
+
+
+def _settled(now_ns: int, *stamps_ns: int) -> bool:
+    return all(now_ns - stamp >= RACY_NS for stamp in stamps_ns)
+
+
 def _stamp(info: os.stat_result) -> Stamp:
     return (info.st_mode, info.st_ino, info.st_mtime_ns, info.st_ctime_ns)
 
@@ -327,17 +341,58 @@ class LineCache:
     many, so it reads a file again only when a stat() says it changed, and
     lists ``request-key.d`` again only when a stat() of it says so (adding,
     removing or renaming an entry changes the directory's mtime; a chmod,
-    its ctime).  A change that keeps all four (a file rewritten in place
-    with the same size within one timestamp tick, an entry added within
-    the tick of the last listing) is the one change this can miss until
-    the next one.
+    its ctime).  A change within the same timestamp tick as the read
+    would keep all four, so nothing whose mtime or ctime is under a
+    second old is kept (RACY_NS): keyutils' answer, for every request.
     """
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[tuple[int, int, int, int], Lines]] = {}
         self._listings: dict[str, tuple[Stamp, Stamp | None, list[str]]] = {}
+        self._held = threading.local()
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """On this thread, take the configuration as it is at the first
+        lookup and keep it until the block ends: no stat() for the
+        lookups after the first.  The daemon holds it over the requests
+        one wake-up brings (they were all queued before it looked), so a
+        burst of requests costs the checks of one; a change to the files
+        is seen from the next wake-up on.  Other threads are not held."""
+        if getattr(self._held, "memo", None) is not None:
+            yield
+            return
+        self._held.memo = {}
+        try:
+            yield
+        finally:
+            self._held.memo = None
+
+    def _memo(self) -> dict[tuple[str, str], Any] | None:
+        memo: dict[tuple[str, str], Any] | None = getattr(self._held, "memo", None)
+        return memo
 
     def files(self, conf_dir: Path | str) -> list[str]:
+        """files_now(), or what it gave earlier in the same hold()."""
+        memo = self._memo()
+        if memo is None:
+            return self.files_now(conf_dir)
+        key = ("files", str(conf_dir))
+        if key not in memo:
+            memo[key] = self.files_now(conf_dir)
+        return list(memo[key])
+
+    def __call__(self, path: Path | str) -> Lines:
+        """lines_now(), or what it gave earlier in the same hold()."""
+        memo = self._memo()
+        if memo is None:
+            return self.lines_now(path)
+        key = ("lines", str(path))
+        if key not in memo:
+            memo[key] = self.lines_now(path)
+        return memo[key]  # type: ignore[no-any-return]
+
+    def files_now(self, conf_dir: Path | str) -> list[str]:
         """conf_files(conf_dir), from the last listing while the stat of the
         config directory (and of the drop-in directory, if there was one)
         is unchanged: one or two stat() calls instead of a directory read
@@ -348,6 +403,7 @@ class LineCache:
         if it does, and is not cached."""
         key = str(conf_dir)
         drop_in = os.path.join(key, "request-key.d")
+        now = time.time_ns()
         try:
             top = _stamp(os.stat(key))
             cached = self._listings.get(key)
@@ -362,11 +418,15 @@ class LineCache:
             self._listings.pop(key, None)
             return conf_files(key)
         files = conf_files(key)
-        if inner is None or stat.S_ISDIR(inner[0]):
+        if (inner is None or stat.S_ISDIR(inner[0])) and \
+                _settled(now, top[2], top[3], *(inner[2:] if inner else ())):
             self._listings[key] = (top, inner, files)
+        else:
+            self._listings.pop(key, None)
         return list(files)
 
-    def __call__(self, path: Path | str) -> Lines:
+    def lines_now(self, path: Path | str) -> Lines:
+        """The lines of ``path``, from the cache while its stat() is unchanged."""
         try:
             info = os.stat(path)
         except FileNotFoundError:
@@ -378,13 +438,17 @@ class LineCache:
         cached = self._files.get(str(path))
         if cached is not None and cached[0] == stamp:
             return cached[1]
+        now = time.time_ns()
         found = _read(path)
         if found is None:
             return ()
         info = found[0]
         lines = split_lines(found[1])
-        self._files[str(path)] = ((info.st_ino, info.st_size, info.st_mtime_ns,
-                                   info.st_ctime_ns), lines)
+        if _settled(now, info.st_mtime_ns, info.st_ctime_ns):
+            self._files[str(path)] = ((info.st_ino, info.st_size, info.st_mtime_ns,
+                                       info.st_ctime_ns), lines)
+        else:
+            self._files.pop(str(path), None)
         return lines
 
 

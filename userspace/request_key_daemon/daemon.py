@@ -8,8 +8,9 @@ after the container, so that a daemon restarted after a crash finds it,
 with whatever its predecessor left unserved, and serves that first.
 SIGTERM stops taking new work, lets the workers finish (each has its
 deadline), removes the records and exits; SIGHUP reloads the policy
-(request-key.conf needs no reload: a changed file is read again at the
-next request, see conf.LineCache).
+(request-key.conf needs no reload: a changed file is read again from the
+next wake-up on; the requests one wake-up brings share one look at the
+files, see conf.LineCache).
 """
 
 from __future__ import annotations
@@ -120,28 +121,32 @@ class Daemon:
     def _done(self, auth: int, outcome: Outcome | None) -> None:
         """Log the request's one line, then let it go: a request is in
         flight until its line is written (a stats or status reader, or a
-        test, that sees nothing in flight sees every line)."""
-        # An answer (instantiate, negate, reject) invalidates the auth key,
-        # which takes it out of the queue; only what ended otherwise (or
-        # failed in serving) is unlinked here, so that it is not served again.
-        if outcome is None or outcome.kind == "gone":
-            with contextlib.suppress(OSError):   # already gone with its request
-                Key(auth).unlink(self.queue)
-        if outcome is not None and self.request_log.enabled:
-            try:
-                line = outcome.line()
-            except Exception as err:   # the answer is given; say so even so
-                line = f"serial={outcome.serial} " \
-                       f"desc='{printable(outcome.description)}' kind={outcome.kind} " \
-                       f"(log line failed: {type(err).__name__})"
-            self.request_log.write(line)
-        with self.lock:
-            self.in_flight.discard(auth)
-            if outcome is not None:
-                self.counts["served"] += 1
-                self.counts[outcome.kind] += 1
-                self.latencies.append(outcome.seconds)
-                del self.latencies[:-1000]
+        test, that sees nothing in flight sees every line).  Whatever
+        fails here, the request is let go and counted."""
+        try:
+            # An answer (instantiate, negate, reject) invalidates the auth
+            # key, which takes it out of the queue; only what ended otherwise
+            # (or failed in serving) is unlinked here, so that it is not
+            # served again.
+            if outcome is None or outcome.kind == "gone":
+                with contextlib.suppress(OSError):   # already gone with its request
+                    Key(auth).unlink(self.queue)
+            if outcome is not None and self.request_log.enabled:
+                try:
+                    line = outcome.line()
+                except Exception as err:   # the answer is given; say so even so
+                    line = f"serial={outcome.serial} " \
+                           f"desc='{printable(outcome.description)}' kind={outcome.kind} " \
+                           f"(log line failed: {type(err).__name__})"
+                self.request_log.write(line)
+        finally:
+            with self.lock:
+                self.in_flight.discard(auth)
+                if outcome is not None:
+                    self.counts["served"] += 1
+                    self.counts[outcome.kind] += 1
+                    self.latencies.append(outcome.seconds)
+                    del self.latencies[:-1000]
         if outcome is not None and self.on_outcome:
             self.on_outcome(outcome)
 
@@ -184,6 +189,7 @@ class Daemon:
                 return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))]
                              * 1000, 2) if latencies else None
             return {"counts": counts, "in_flight": in_flight,
+                    "log_lines_lost": self.request_log.lost,
                     "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "max": pct(1.0)}}
         if cmd == "reload":
             error = self.reload()
@@ -221,11 +227,17 @@ class Daemon:
         while not self._stopping:
             ready, _, _ = select.select([watch_fd, self.wakeup.fileno(), *extra], [], [])
             if watch_fd in ready:
-                for event in self.watch.read():
-                    if isinstance(event, KeyEvent) and event.change is KeyChange.LINKED:
-                        self.submit(event.aux)
-                    elif not isinstance(event, KeyEvent):
-                        self.serve_backlog()      # lost notifications: rescan
+                # Every request this wake-up brings is served against the
+                # configuration as it is now: checked once, not per request.
+                lost = False
+                with self.server.lines.hold():
+                    for event in self.watch.read():
+                        if isinstance(event, KeyEvent) and event.change is KeyChange.LINKED:
+                            self.submit(event.aux)
+                        elif not isinstance(event, KeyEvent):
+                            lost = True
+                if lost:        # lost notifications: rescan, with the config as it is now
+                    self.serve_backlog()
             for fd in ready:
                 if fd in extra:
                     extra[fd]()

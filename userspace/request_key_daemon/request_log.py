@@ -53,6 +53,9 @@ class RequestLog:
         self.logger = logger
         self.stream = stream
         self.enabled = enabled
+        # Lines a failed write lost (the reader went away, the disk is
+        # full): counted, never raised, as the logging module would.
+        self.lost = 0
         self._lock = threading.Lock()
 
     @classmethod
@@ -60,12 +63,17 @@ class RequestLog:
         return cls(logger, stream, enabled=not unread(stream))
 
     def write(self, line: str) -> None:
-        """One request's line (never holding a newline: Outcome.line())."""
+        """One request's line (never holding a newline: Outcome.line()).
+        Never raises: a log that cannot be written must not stop serving
+        (the logging module swallows the same errors in handleError)."""
         if not self.enabled:
             return
         if self.stream is None:
             self.logger.info("%s", line)
             return
         with self._lock:
-            self.stream.write(PREFIX + line + "\n")
-            self.stream.flush()
+            try:
+                self.stream.write(PREFIX + line + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):   # EPIPE, ENOSPC, EAGAIN, a closed stream
+                self.lost += 1

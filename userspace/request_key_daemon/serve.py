@@ -84,7 +84,7 @@ def comm_of(pid: int) -> str:
     except OSError:
         return ""
     try:
-        return os.read(fd, 64).decode(errors="replace").strip()
+        return os.read(fd, 64).decode(errors="replace").removesuffix("\n")
     except OSError:
         return ""
     finally:
@@ -245,7 +245,10 @@ class Server:
         try:
             with assume_authority(target) as authkey:
                 try:
-                    comm = comm_of(query.requester_pid)
+                    # The kernel's record of the requester's name, taken when
+                    # it asked; /proc only on a kernel that does not report it.
+                    comm = query.requester_comm if upcalls.query_reports_comm() \
+                        else comm_of(query.requester_pid)
                     requester = f"{query.requester_pid}/{comm}@{query.container_id}"
                     # keyutils takes the callout as a C string (strlen()).
                     callout = authkey.read().split(b"\0", 1)[0]
