@@ -63,10 +63,10 @@ TABLES: list[tuple[str, str, str, Callable[[dict], str]]] = [
 
 def rewrite(text: str, name: str, table: str) -> str:
     marker = re.escape(name)
-    pattern = re.compile(rf"(<!-- {marker}:begin -->\n).*?(\n<!-- {marker}:end -->)", re.S)
+    pattern = re.compile(rf"(<!-- {marker}:begin -->\n).*?(<!-- {marker}:end -->)", re.S)
     if not pattern.search(text):
         raise SystemExit(f"no <!-- {name}:begin/end --> markers")
-    return pattern.sub(lambda m: m.group(1) + table + m.group(2), text)
+    return pattern.sub(lambda m: m.group(1) + table + "\n" + m.group(2), text)
 
 
 def main() -> int:

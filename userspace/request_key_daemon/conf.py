@@ -349,6 +349,7 @@ class LineCache:
     def __init__(self) -> None:
         self._files: dict[str, tuple[tuple[int, int, int, int], Lines]] = {}
         self._listings: dict[str, tuple[Stamp, Stamp | None, list[str]]] = {}
+        self._parsed: dict[str, tuple[Lines, tuple[Parsed, ...]]] = {}
         self._held = threading.local()
 
     @contextlib.contextmanager
@@ -425,6 +426,19 @@ class LineCache:
             self._listings.pop(key, None)
         return list(files)
 
+    def parsed(self, path: Path | str) -> tuple[Parsed, ...]:
+        """parse_lines() of this call's lines (self(path)), kept while the
+        lines are the same object: a file is split once per version, not
+        once per request."""
+        lines = self(path)
+        key = str(path)
+        cached = self._parsed.get(key)
+        if cached is not None and cached[0] is lines:
+            return cached[1]
+        parsed = parse_lines(path, lines)
+        self._parsed[key] = (lines, parsed)
+        return parsed
+
     def lines_now(self, path: Path | str) -> Lines:
         """The lines of ``path``, from the cache while its stat() is unchanged."""
         try:
@@ -461,36 +475,68 @@ Matcher = Callable[[bytes, bytes], "int | None"]
 Reader = Callable[[Path | str], Lines]
 
 
+class Parsed(NamedTuple):
+    """A line split once into what lookup() compares: its first four fields
+    (fewer if it ends early) and the command after them (None if the line
+    has fewer than four fields and their terminators).  ``error`` fails the
+    lookup when reached, as Line.error does."""
+
+    where: str
+    error: str | None
+    fields: tuple[bytes, ...]
+    command: bytes | None
+
+
+def parse_lines(path: Path | str, lines: Lines) -> tuple[Parsed, ...]:
+    """The lines lookup() reads, comments and blank lines left out, split
+    into fields the way it would split them for every request."""
+    parsed = []
+    for number, line, error in lines:
+        where = f"{path}:{number}"
+        if error is not None:
+            parsed.append(Parsed(where, error, (), None))
+            continue
+        if not line or line[0] == 0x23 or line[0] in WHITESPACE:   # '#'
+            continue
+        fields: list[bytes] = []
+        pos = 0
+        while len(fields) < 4:
+            found = _split_field(line, pos)
+            if found is None:
+                break
+            fields.append(found[0])
+            pos = found[1]
+        command = line[pos:].lstrip(WHITESPACE) if len(fields) == 4 else None
+        parsed.append(Parsed(where, None, tuple(fields), command))
+    return tuple(parsed)
+
+
 def lookup(request: Request, files: Iterable[Path | str],
            matcher: Matcher = match, reader: Reader = read_lines) -> Match | None:
     """The winning line's (where, command text, wildness) or None.
 
     Raises ConfigError as keyutils fails the lookup: on the first file that
     cannot be read, the first line that is too long or holds a NUL, or
-    that matches so far and then ends early.
+    that matches so far and then ends early.  A LineCache reader gives its
+    lines split once per version of the file (LineCache.parsed).
     """
     best: tuple[tuple[int, ...], str, bytes] | None = None
     data = (request.op, request.key_type, request.description, request.callout)
     for path in files:
-        for number, line, error in reader(path):
+        entries = reader.parsed(path) if isinstance(reader, LineCache) \
+            else parse_lines(path, reader(path))
+        for where, error, patterns, command in entries:
             if error is not None:
-                raise ConfigError(f"{path}:{number}", error)
-            if not line or line[0] == 0x23 or line[0] in WHITESPACE:   # '#'
-                continue
-            where = f"{path}:{number}"
+                raise ConfigError(where, error)
             wildness: list[int] = []
-            pos = 0
-            for datum in data:
-                found = _split_field(line, pos)
-                if found is None:
+            for index, datum in enumerate(data):
+                if index == len(patterns):
                     raise ConfigError(where, "Syntax error")
-                pattern, pos = found
-                absorbed = matcher(pattern, datum)
+                absorbed = matcher(patterns[index], datum)
                 if absorbed is None:
                     break
                 wildness.append(absorbed)
             else:
-                command = line[pos:].lstrip(WHITESPACE)
                 if not command:
                     raise ConfigError(where, "Syntax error")
                 if best is None or tuple(wildness) < best[0]:
