@@ -369,29 +369,24 @@ class LineCache:
         finally:
             self._held.memo = None
 
-    def _memo(self) -> dict[tuple[str, str], Any] | None:
+    def _held_or(self, kind: str, path: Path | str, now: Callable[[Path | str], Any]) -> Any:
+        """now(path), or what it gave earlier in this thread's hold()."""
         memo: dict[tuple[str, str], Any] | None = getattr(self._held, "memo", None)
-        return memo
+        if memo is None:
+            return now(path)
+        key = (kind, str(path))
+        if key not in memo:
+            memo[key] = now(path)
+        return memo[key]
 
     def files(self, conf_dir: Path | str) -> list[str]:
         """files_now(), or what it gave earlier in the same hold()."""
-        memo = self._memo()
-        if memo is None:
-            return self.files_now(conf_dir)
-        key = ("files", str(conf_dir))
-        if key not in memo:
-            memo[key] = self.files_now(conf_dir)
-        return list(memo[key])
+        return list(self._held_or("files", conf_dir, self.files_now))
 
     def __call__(self, path: Path | str) -> Lines:
         """lines_now(), or what it gave earlier in the same hold()."""
-        memo = self._memo()
-        if memo is None:
-            return self.lines_now(path)
-        key = ("lines", str(path))
-        if key not in memo:
-            memo[key] = self.lines_now(path)
-        return memo[key]  # type: ignore[no-any-return]
+        lines: Lines = self._held_or("lines", path, self.lines_now)
+        return lines
 
     def files_now(self, conf_dir: Path | str) -> list[str]:
         """conf_files(conf_dir), from the last listing while the stat of the
