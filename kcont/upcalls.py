@@ -11,7 +11,6 @@ header through ``kcont._keyctl``.
 from __future__ import annotations
 
 import enum
-import functools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -151,7 +150,7 @@ def query_auth(auth_key: int) -> AuthRequest:
     return AuthRequest(keyctl_ffi.string(buf.operation).decode(), buf.fsuid, buf.fsgid,
                        buf.target_key, buf.thread_keyring, buf.process_keyring,
                        buf.session_keyring, buf.requester_pid, buf.container_id, spare,
-                       keyctl_ffi.string(buf.requester_comm, 16).decode(errors="replace"))
+                       keyctl_ffi.string(buf.requester_comm, 16).decode(errors="surrogateescape"))
 
 
 def set_container_keyring(container_fd: int, keyring: int) -> None:
@@ -179,16 +178,22 @@ def capabilities() -> bytes:
     return bytes(buf[0:min(size, 16)])
 
 
-@functools.cache
 def query_reports_comm() -> bool:
     """Whether this kernel fills AuthRequest.requester_comm
     (KEYCTL_CAPS1_QUERY_REQUESTER_COMM): where it does, an empty name is
-    the requester's own (or a pid not visible), not a missing field."""
-    try:
-        caps = capabilities()
-    except OSError:
-        return False
-    return len(caps) > 1 and bool(caps[1] & Caps1.QUERY_REQUESTER_COMM)
+    the requester's own (or a pid not visible), not a missing field.
+    Asked once; a failure to ask is not remembered (asked again next time)."""
+    if not _REPORTS_COMM:
+        try:
+            caps = capabilities()
+        except OSError:
+            return False
+        _REPORTS_COMM.append(len(caps) > 1 and bool(caps[1] & Caps1.QUERY_REQUESTER_COMM))
+    return _REPORTS_COMM[0]
+
+
+# query_reports_comm()'s answer, once the kernel gave one.
+_REPORTS_COMM: list[bool] = []
 
 
 def keyctl_raw(op: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:

@@ -20,6 +20,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -434,17 +435,39 @@ def test_negate_lookup_is_fresh(tmp_path: Path) -> None:
     assert again.argv == (b"keyctl", b"negate", b"1", b"30", b"5")
 
 
-def test_line_cache_sees_an_edit_and_a_removal(tmp_path: Path) -> None:
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A clock 2 s ahead, so that what the test just wrote counts as
+    settled and the cache keeps it (the racily-clean rule would not);
+    returns the paths conf._read reads, to tell a cache hit from a read."""
+    real, reads = time.time_ns, []
+    monkeypatch.setattr(conf.time, "time_ns", lambda: real() + 2 * conf.RACY_NS)
+    read = conf._read
+
+    def counted(path: Path | str) -> Any:
+        reads.append(Path(path).name)
+        return read(path)
+
+    monkeypatch.setattr(conf, "_read", counted)
+    return reads
+
+
+def test_line_cache_sees_an_edit_and_a_removal(tmp_path: Path, settled: list[str]) -> None:
     """The daemon's cache must never serve a stale line: an edit (even one
-    keeping the size) or a removed drop-in is seen by the next request."""
+    keeping the size) or a removed drop-in is seen by the next request;
+    and nothing unchanged is read twice."""
     request = conf.Request(b"create", b"user", b"k", b"-", b"1")
     root = write_config(tmp_path / "conf", b"create user k * @static aa\n",
                         [b"create user k * @static bb\n"])
     cache = conf.LineCache()
     assert ours(request, root, reader=cache).argv == (b"@static", b"bb")
+    assert sorted(settled) == ["0.conf", "request-key.conf"]
+    assert ours(request, root, reader=cache).argv == (b"@static", b"bb")
+    assert len(settled) == 2                                       # from the cache
     drop_in = root / "request-key.d" / "0.conf"
     drop_in.write_bytes(b"create user k * @static cc\n")          # same size
     assert ours(request, root, reader=cache).argv == (b"@static", b"cc")
+    assert settled[2:] == ["0.conf"]                               # only what changed
     drop_in.unlink()
     assert ours(request, root, reader=cache).argv == (b"@static", b"aa")
 
@@ -565,6 +588,8 @@ def test_a_hold_keeps_one_configuration_and_ends_with_the_block(tmp_path: Path) 
         other.join()
         with cache.hold():                              # nested: the same hold
             assert program() == b"/bin/a"
+        cache.refresh()                                 # the negate re-lookup's
+        assert program() == b"/bin/changed-longer"
     assert seen_elsewhere == [b"/bin/changed-longer"]   # another thread: not held
     assert program() == b"/bin/changed-longer"          # the hold ended
     with cache.hold():

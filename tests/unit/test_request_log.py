@@ -103,3 +103,24 @@ def test_a_log_that_cannot_be_written_loses_the_line_not_the_daemon(
     request_log = RequestLog(logger, closed)
     request_log.write(LINE)
     assert request_log.lost == 1
+
+
+def test_after_a_torn_write_the_next_line_starts_on_its_own(logger: logging.Logger) -> None:
+    """A write that failed half-way (EAGAIN on a non-blocking pipe) leaves
+    part of its line buffered; the next line must not be glued to it."""
+
+    class Flaky(io.StringIO):
+        fail = True
+
+        def flush(self) -> None:
+            if self.fail:
+                self.fail = False
+                raise BlockingIOError(11, "try again")
+
+    stream = Flaky()
+    request_log = RequestLog(logger, stream)
+    request_log.write("serial=1 first")
+    request_log.write("serial=2 second")
+    assert request_log.lost == 1
+    lines = stream.getvalue().splitlines()
+    assert lines[-1] == "request-key-daemon: serial=2 second"

@@ -319,10 +319,14 @@ Stamp = tuple[int, int, int, int]
 
 
 # A timestamp this close to the moment it was read proves nothing yet: the
-# file system's clock (coarse, a jiffy on 6.1) may not have ticked since,
-# so a change later in the same tick would leave every stamp as it is (git's
-# "racily clean" rule).  What changed this recently is read again next time.
-RACY_NS = 1_000_000_000
+# file system's clock (coarse, a jiffy on 6.1; 2 s on FAT) may not have
+# ticked since, so a change later in the same tick would leave every stamp
+# as it is (git's "racily clean" rule).  What changed this recently is read
+# again next time.  It assumes the file system stamps with this machine's
+# clock: on a network file system whose server lags by more, or whose
+# attributes the client caches (NFS's actimeo), a change can be missed until
+# the next one, as the stamps cannot show it.
+RACY_NS = 2_000_000_000
 
 
 def _settled(now_ns: int, *stamps_ns: int) -> bool:
@@ -342,8 +346,8 @@ class LineCache:
     lists ``request-key.d`` again only when a stat() of it says so (adding,
     removing or renaming an entry changes the directory's mtime; a chmod,
     its ctime).  A change within the same timestamp tick as the read
-    would keep all four, so nothing whose mtime or ctime is under a
-    second old is kept (RACY_NS): keyutils' answer, for every request.
+    would keep all four, so nothing whose mtime or ctime is under two
+    seconds old is kept (RACY_NS), on a local file system.
     """
 
     def __init__(self) -> None:
@@ -368,6 +372,13 @@ class LineCache:
             yield
         finally:
             self._held.memo = None
+
+    def refresh(self) -> None:
+        """Forget what this thread's hold() kept, keeping the hold: for a
+        lookup that keyutils would make later than the ones before it
+        (the negate line after a failed program)."""
+        if getattr(self._held, "memo", None) is not None:
+            self._held.memo = {}
 
     def _held_or(self, kind: str, path: Path | str, now: Callable[[Path | str], Any]) -> Any:
         """now(path), or what it gave earlier in this thread's hold()."""

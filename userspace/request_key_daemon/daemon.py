@@ -148,7 +148,10 @@ class Daemon:
                     self.latencies.append(outcome.seconds)
                     del self.latencies[:-1000]
         if outcome is not None and self.on_outcome:
-            self.on_outcome(outcome)
+            try:
+                self.on_outcome(outcome)
+            except Exception as err:   # an observer's bug must not stop serving
+                log.warning("on_outcome failed: %s", type(err).__name__)
 
     def serve_backlog(self) -> int:
         """Serve what is already in the queue (a predecessor's leftovers)."""

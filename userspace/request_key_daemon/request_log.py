@@ -56,6 +56,9 @@ class RequestLog:
         # Lines a failed write lost (the reader went away, the disk is
         # full): counted, never raised, as the logging module would.
         self.lost = 0
+        # A failed write may leave part of its line buffered, to go out in
+        # front of the next one: that one then starts on a line of its own.
+        self._torn = False
         self._lock = threading.Lock()
 
     @classmethod
@@ -73,7 +76,9 @@ class RequestLog:
             return
         with self._lock:
             try:
-                self.stream.write(PREFIX + line + "\n")
+                self.stream.write(("\n" if self._torn else "") + PREFIX + line + "\n")
                 self.stream.flush()
+                self._torn = False
             except (OSError, ValueError):   # EPIPE, ENOSPC, EAGAIN, a closed stream
                 self.lost += 1
+                self._torn = True

@@ -84,7 +84,7 @@ def comm_of(pid: int) -> str:
     except OSError:
         return ""
     try:
-        return os.read(fd, 64).decode(errors="replace").removesuffix("\n")
+        return os.read(fd, 64).decode(errors="surrogateescape").removesuffix("\n")
     except OSError:
         return ""
     finally:
@@ -334,7 +334,10 @@ class Server:
 
     def serve_request(self, request: conf.Request, target: int, done: Done,
                       negating: bool) -> Outcome | Handoff:
-        """Look ``request`` up and run its line, or hand a program off."""
+        """Look ``request`` up and run its line, or hand a program off.
+        (The negate re-lookup: keyutils reads the files again after the
+        program failed, so what this wake-up's hold kept is not used.)"""
+        self.lines.refresh()
         found, config_error = self.lookup(request)
         return self.serve_found(request, target, found, config_error, done, negating)
 
