@@ -7,8 +7,11 @@ daemon would, through kcont's API.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
 import select
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +22,7 @@ from upcall_fixtures import marked, marking_helper, serve, sysctl, unique, wait_
 
 from kcont import upcalls
 from kcont.container import Container
-from kcont.keys import Key, Keyring, assume_authority, instantiate, negate, reject
+from kcont.keys import Key, Keyring, assume_authority, instantiate, negate, reject, request_key
 from kcont.watch import KeyChange, KeyEvent, WatchQueue
 
 
@@ -136,13 +139,7 @@ def test_query_maps_ids_and_pid_into_the_callers_namespaces(queue: Keyring) -> N
             pending = requester.request("user", desc)
             (auth,) = wait_queued([queue], 1)[queue.serial]
             outside = upcalls.query_auth(auth)
-            # The name is the kernel's record of the requester when it asked:
-            # renaming it afterwards (as a reused pid would be another task's
-            # name) changes /proc, not the request.
-            comm = Path(f"/proc/{outside.requester_pid}/comm")
-            named = comm.read_text().rstrip("\n")
-            comm.write_text("kcont-renamed")
-            renamed = (upcalls.query_auth(auth).requester_comm, comm.read_text())
+            named = Path(f"/proc/{outside.requester_pid}/comm").read_text().rstrip("\n")
             # Reading a request takes possessing it, as serving does: the
             # daemon (uid 0, not possessing the queue) links it in.
             queue.setperm(0x3F3F0000)
@@ -156,13 +153,62 @@ def test_query_maps_ids_and_pid_into_the_callers_namespaces(queue: Keyring) -> N
     assert (outside.operation, outside.fsuid, outside.fsgid) == ("create", 0, 0)
     assert outside.requester_pid == result["tid"]      # the requesting thread
     assert outside.requester_comm == named != ""
-    assert renamed == (named, "kcont-renamed\n")
     assert outside.container_id == box_id and outside.spare_is_zero
     assert outside.target_key > 0 and outside.session_keyring == pending.session
     # The daemon's user namespace maps nothing, its pid namespace sees nobody.
     assert (inside["fsuid"], inside["fsgid"], inside["requester_pid"]) == (65534, 65534, 0)
     assert inside["requester_comm"] == ""     # the name goes with the pid
     assert inside["container_id"] == box_id and inside["target_key"] == outside.target_key
+
+
+def test_the_query_names_the_requester_as_it_was_when_it_asked(queue: Keyring) -> None:
+    """The requester's name is the kernel's record of it at request time:
+    renamed afterwards (as a pid reused meanwhile would be another task's),
+    /proc shows the new name and the query still the one that asked."""
+    tid_r, tid_w = os.pipe()
+    go_r, go_w = os.pipe()
+    done_r, done_w = os.pipe()
+    with Container("kcont-q-comm", trusted=False) as box:
+        box.intercept("user", queue=queue.serial)
+        pid = box.fork()
+        if pid == 0:
+            try:
+                Keyring.join_session()
+
+                def ask() -> None:
+                    os.write(tid_w, str(threading.get_native_id()).encode())
+                    with contextlib.suppress(OSError):
+                        request_key("user", unique("comm"), "x")
+
+                asker = threading.Thread(target=ask)
+                asker.start()
+                tid = int(os.read(tid_r, 32))
+                os.read(go_r, 1)
+                # Only a thread of the same process may rename it.
+                Path(f"/proc/self/task/{tid}/comm").write_text("kcont-renamed")
+                os.write(done_w, b"R")
+                asker.join()
+            finally:
+                os._exit(0)
+        go = True
+        try:
+            (auth,) = wait_queued([queue], 1)[queue.serial]
+            before = upcalls.query_auth(auth)
+            named = Path(f"/proc/{before.requester_pid}/comm").read_text()
+            os.write(go_w, b"G")
+            go = False
+            assert os.read(done_r, 1) == b"R"
+            after = upcalls.query_auth(auth)
+            renamed = Path(f"/proc/{before.requester_pid}/comm").read_text()
+            serve(auth)
+        finally:
+            if go:      # let the member go on: its request ends at the timeout
+                os.write(go_w, b"G")
+            status = box.wait(pid)
+    assert status == 0
+    assert named == before.requester_comm + "\n" and before.requester_comm != ""
+    assert renamed == "kcont-renamed\n"
+    assert after.requester_comm == before.requester_comm     # the name it asked with
 
 
 def test_unserved_request_times_out(queue: Keyring) -> None:
