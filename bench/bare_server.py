@@ -9,10 +9,11 @@ each auth key makes the daemon's calls (query, assume the authority, read
 the callout, describe, instantiate) around one call of a Python
 handler, with no config, no policy and no log.
 
-Measured beside the daemon and the floor in one run of bench/upcall.py,
-it answers two questions: what the daemon's logic costs (daemon over
-bare), and whether any daemon whose handlers are Python functions can
-come within 3x of the floor on this machine (bare over floor).
+Measured beside the daemon, a C server of the same mechanism
+(bench/c/mech_server.c) and a seccomp round trip in one run of
+bench/upcall.py, it answers two questions: what the daemon's logic costs
+(daemon over bare), and what serving in Python costs at all (bare over
+the C server).
 """
 
 from __future__ import annotations
