@@ -76,22 +76,22 @@ class Key:
     serial: int
 
     def describe(self) -> KeyDescription:
-        buf = ffi.new("char **")
-        check("keyctl_describe", lib.keyctl_describe_alloc(self.serial, buf))
-        try:
-            return KeyDescription.parse(ffi.string(buf[0]).decode("utf-8", "surrogateescape"))
-        finally:
-            lib.free(buf[0])
+        return KeyDescription.parse(self._describe_raw().decode("utf-8", "surrogateescape"))
 
     def describe_bytes(self) -> RawKeyDescription:
+        return RawKeyDescription.parse(self._describe_raw())
+
+    def _describe_raw(self) -> bytes:
+        """KEYCTL_DESCRIBE's "type;uid;gid;perm;description", in one call
+        when it fits FIRST_TRY."""
         first = ffi.new("char[]", FIRST_TRY)
         size = check("keyctl_describe", lib.keyctl_describe(self.serial, first, FIRST_TRY))
         if size <= FIRST_TRY:
-            return RawKeyDescription.parse(ffi.string(first))
+            return ffi.string(first)
         buf = ffi.new("char **")
         check("keyctl_describe", lib.keyctl_describe_alloc(self.serial, buf))
         try:
-            return RawKeyDescription.parse(ffi.string(buf[0]))
+            return ffi.string(buf[0])
         finally:
             lib.free(buf[0])
 
