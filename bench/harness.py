@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "vm"))
 from kcont_vm import build as kbuild  # noqa: E402
 from kcont_vm.paths import Cache  # noqa: E402
 from kcont_vm.progress import BuildProgress  # noqa: E402
-from kcont_vm.series import load_series  # noqa: E402
+from kcont_vm.series import profile_stacks  # noqa: E402
 from kcont_vm.source import prepare_src  # noqa: E402
 
 TARGETS = {"cold": 12 * 60, "incremental": 2 * 60, "run_true_perf": 20, "run_true_debug": 60}
@@ -43,7 +43,7 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
 def cold_build(profile: str, cache: Cache) -> float:
     """Configure and build into a scratch directory without ccache."""
     _, frags = kbuild.current_key(cache, profile)
-    src = prepare_src(cache, load_series(ROOT / "kernel" / "patches"))
+    src = prepare_src(cache, profile_stacks(ROOT / "kernel", profile))
     with tempfile.TemporaryDirectory(prefix=f"kcont-cold-{profile}-") as scratch:
         out = Path(scratch)
         start = time.monotonic()

@@ -4,9 +4,9 @@ Filesystems and the DNS resolver call request_key() from kernel code:
 they wait without being interruptible, and a file's release may make a
 request while its task exits, after the task's namespaces are gone.  A
 daemon serving one request may make another while it holds the first's
-authority.  The series' fault switches include a kernel requester
-(``keys/kernel_request``, ``keys/request_on_release`` in debugfs) that
-makes these calls from a task the test controls.
+authority.  The harness stack's kernel requester
+(``keys/kernel_request``, ``keys/request_on_release`` in debugfs) makes
+these calls from a task the test controls.
 
 Each test is a way to hang a task or crash the kernel through routing:
 a member killed while a request nobody serves is pending must die at
@@ -27,14 +27,14 @@ import adversary
 import pytest
 from agents import Agent
 from containers import reaped_within, run_child
-from upcall_fixtures import FAULT_SWITCHES, serve, sysctl, unique, wait_queued
+from upcall_fixtures import KERNEL_REQUESTER, serve, sysctl, unique, wait_queued
 
 from kcont import upcalls
 from kcont.container import Container
 from kcont.keys import Key, Keyring, assume_authority, request_key
 
-KERNEL_REQUEST = FAULT_SWITCHES / "kernel_request"
-REQUEST_ON_RELEASE = FAULT_SWITCHES / "request_on_release"
+KERNEL_REQUEST = KERNEL_REQUESTER / "kernel_request"
+REQUEST_ON_RELEASE = KERNEL_REQUESTER / "request_on_release"
 TIMEOUT_SYSCTL = Path("/proc/sys/kernel/keys/intercept_timeout")
 
 

@@ -43,7 +43,7 @@ from budget import examples
 from conftest import RESULTS
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from upcall_fixtures import fault_switch, sysctl, unique
+from upcall_fixtures import delivery_delay, sysctl, unique
 
 from kcont import upcalls
 from kcont.container import Container, create_raw
@@ -239,7 +239,7 @@ def test_no_request_is_lost_to_a_container_dying_mid_route(threads: int, hold_ms
     (routed after it), never ETIMEDOUT."""
     queue = Keyring.join_session().add_keyring(unique("rq"))
     with sysctl("kernel.keys.intercept_timeout", str(MID_ROUTE_TIMEOUT)), \
-            fault_switch("intercept_deliver_delay_ms", str(hold_ms)), \
+            delivery_delay(hold_ms), \
             Container("kcont-race-route", trusted=False) as outer, \
             requester_below(outer, "kcont-race-router") as (outer_agent, requester):
         outer.intercept("user", queue=queue.serial)
@@ -277,7 +277,7 @@ def test_revoke_races_delivery(ending: str, requests: int, delay: float,
     link, an invalidated one is checked once the request is pending, a
     cleared one takes it and is cleared again)."""
     queue = Keyring.join_session().add_keyring(unique("rq"))
-    with fault_switch("intercept_deliver_delay_ms", str(hold_ms)), \
+    with delivery_delay(hold_ms), \
             Container("kcont-race-queue", trusted=False) as box:
         box.intercept("user", queue=queue.serial)
         requester = Agent(box)

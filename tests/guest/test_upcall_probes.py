@@ -37,7 +37,7 @@ import pytest
 from agents import Agent, request_in
 from hypothesis import given, settings
 from routing_world import Scenario, World, in_user_ns, scenarios
-from upcall_fixtures import fault_switch, marking_helper, sysctl, unique
+from upcall_fixtures import filter_fault, marking_helper, sysctl, unique
 from upcall_probe import Snoop, Window
 
 from kcont.container import Container, Flag
@@ -204,16 +204,20 @@ def test_every_upcall_went_where_the_filter_says(upcall_snoop: Snoop, daemon_con
     assert len(routes) == len(expects), "upcalls seen != requests that needed one"
 
 
+TAINT_TEST = 1 << 18  # 'N' in /proc/sys/kernel/tainted
+
+
 def ignoring(kinds: str) -> AbstractContextManager[None]:
-    """The series' fault switch: routing treats these kinds as matching."""
-    return fault_switch("intercept_ignore_ns", f"{model.NS_BIT[kinds]:#x}")
+    """The harness stack's filter fault: routing treats these kinds as matching."""
+    return filter_fault(model.NS_BIT[kinds])
 
 
 def test_the_probes_catch_a_filter_that_ignores_a_namespace(upcalls_seen: Window,
                                                            daemon_config: Path) -> None:
     """A record pinning UTS, a member that unshared UTS: the filter must
     not deliver, and the kernel is right without the fault.  With it, the
-    request reaches the daemon, and the probe checks report exactly that."""
+    request reaches the daemon, the probe checks report exactly that, and
+    the kernel is tainted TAINT_TEST."""
     Keyring.join_session()
     box = Container("kcont-broken", flags=Flag.NEW_UTS_NS | Flag.UNTRUSTED)
     server, requester = Agent(box), Agent(box)
@@ -231,7 +235,10 @@ def test_the_probes_catch_a_filter_that_ignores_a_namespace(upcalls_seen: Window
                 results[broken] = pending.result()
         assert expects[False].decision.route is model.Route.REJECTED
         assert "serial" not in results[False], "delivered without the fault"
-        assert "serial" in results[True], "the fault switch did not break the filter"
+        assert "serial" in results[True], "the fault did not break the filter"
+        # A kernel whose filter was broken says so, for the rest of its life.
+        assert int(Path("/proc/sys/kernel/tainted").read_text()) & TAINT_TEST, \
+            "the filter fault fired and left the kernel untainted"
         wrong = check(upcalls_seen, [expects[False]], None)
         assert not wrong, wrong
         wrong = check(upcalls_seen, [expects[True]], None)

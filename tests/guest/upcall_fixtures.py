@@ -76,7 +76,9 @@ def tracefs() -> Path:
     return TRACING
 
 
-FAULT_SWITCHES = Path("/sys/kernel/debug/keys")
+DEBUGFS = Path("/sys/kernel/debug")
+# The harness stack's kernel requester (keys/kernel_request, keys/request_on_release).
+KERNEL_REQUESTER = DEBUGFS / "keys"
 
 
 @contextmanager
@@ -94,10 +96,31 @@ def sysctl(name: str, value: str) -> contextlib.AbstractContextManager[None]:
     return written(Path("/proc/sys") / name.replace(".", "/"), value)
 
 
-def fault_switch(name: str, value: str) -> contextlib.AbstractContextManager[None]:
-    """One of the series' debugfs fault switches, set for the block.  The
-    debug kernel has them; a kernel without them fails here, loudly."""
-    return written(FAULT_SWITCHES / name, value)
+@contextmanager
+def fault_injected(capability: str, extra: str, value: str) -> Iterator[None]:
+    """One of the harness stack's fault-injection capabilities
+    (``fail_key_intercept_filter`` or ``_delivery``) armed to fire every
+    time, for every task, silently, with its own file ``extra`` (ignore-ns,
+    delay-ms) set to ``value``; disarmed after.  The debug kernel has them;
+    a kernel without them fails here, loudly."""
+    attr = DEBUGFS / capability
+    with contextlib.ExitStack() as stack:
+        for name, setting in (("verbose", "0"), ("task-filter", "N"), ("interval", "1"),
+                              ("space", "0"), ("times", "-1"), ("probability", "100")):
+            stack.enter_context(written(attr / name, setting))
+        stack.enter_context(written(attr / extra, value))
+        yield
+
+
+def filter_fault(mask: int) -> contextlib.AbstractContextManager[None]:
+    """Routing treats the KEY_INTERCEPT_NS_* kinds in ``mask`` as matching
+    (and the kernel is tainted TAINT_TEST once it has)."""
+    return fault_injected("fail_key_intercept_filter", "ignore-ns", f"{mask:#x}")
+
+
+def delivery_delay(ms: int) -> contextlib.AbstractContextManager[None]:
+    """Routing sleeps ``ms`` between choosing a record and delivering."""
+    return fault_injected("fail_key_intercept_delivery", "delay-ms", str(ms))
 
 
 def wait_queued(queues: list[Keyring], want: int, timeout: float = 60.0) -> dict[int, list[int]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kcont_vm import source
-from kcont_vm.errors import BuildError
+from kcont_vm.errors import BuildError, KcontVmError
 from kcont_vm.series import Series
 
 
@@ -78,3 +78,62 @@ def test_export_writes_patches_cover_and_series(git_repo: Path, tmp_path: Path) 
 def test_read_cover_without_file(tmp_path: Path) -> None:
     title, _ = source.read_cover(tmp_path / "none.patch")
     assert title
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True)
+
+
+def test_export_stacks_writes_the_series_versioned_and_the_harness_apart(
+        git_repo: Path, tmp_path: Path) -> None:
+    """Branch kcont is the postable series (versioned, Cc'd to what
+    get_maintainer.pl names), kcont-harness on top of it goes to
+    kernel/harness/ with no cover letter."""
+    scripts = git_repo / "scripts"
+    scripts.mkdir()
+    (scripts / "get_maintainer.pl").write_text(
+        'print "Keys Maintainer <keys\\@example.org>\\nkeyrings\\@example.org\\n";\n')
+    _git(git_repo, "add", "scripts")
+    _git(git_repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tools")
+    _git(git_repo, "tag", "-f", "kcont-base")
+    _git(git_repo, "checkout", "-q", "-b", source.DEV_BRANCH)
+    _commit_change(git_repo, "line 3\n", "line three\n", "keys: three")
+    _commit_change(git_repo, "line 9\n", "line nine\n", "keys: nine")
+    _git(git_repo, "checkout", "-q", "-b", source.HARNESS_BRANCH)
+    _commit_change(git_repo, "line 15\n", "line fifteen\n", "keys: a fault switch")
+    kernel = tmp_path / "kernel"
+    (kernel / "patches").mkdir(parents=True)
+    source.export_stacks(git_repo, kernel, version=2)
+    series = sorted((kernel / "patches").glob("*.patch"))
+    assert [p.name[:4] for p in series] == ["0000", "0001", "0002"]
+    cover = series[0].read_text()
+    assert "[RFC PATCH v2 0/2]" in cover
+    assert "Keys Maintainer <keys@example.org>" in cover and "keyrings@example.org" in cover
+    assert source.series_version(series[0]) == 2
+    assert all("a fault switch" not in p.read_text() for p in series)
+    harness = sorted((kernel / "harness").glob("*.patch"))
+    assert len(harness) == 1 and "a fault switch" in harness[0].read_text()
+    assert "harness stack" in (kernel / "harness" / "series").read_text()
+
+
+def test_export_stacks_refuses_a_harness_not_on_top_of_the_series(
+        git_repo: Path, tmp_path: Path) -> None:
+    _git(git_repo, "checkout", "-q", "-b", source.HARNESS_BRANCH)
+    _commit_change(git_repo, "line 15\n", "line fifteen\n", "keys: a fault switch")
+    _git(git_repo, "checkout", "-q", "-b", source.DEV_BRANCH, "kcont-base")
+    _commit_change(git_repo, "line 3\n", "line three\n", "keys: three")
+    scripts = git_repo / "scripts"
+    scripts.mkdir()
+    (scripts / "get_maintainer.pl").write_text('print "k\\@example.org\\n";\n')
+    (tmp_path / "kernel" / "patches").mkdir(parents=True)
+    with pytest.raises(KcontVmError, match="not on top of"):
+        source.export_stacks(git_repo, tmp_path / "kernel")
+
+
+def test_series_version_reads_the_cover_subject(tmp_path: Path) -> None:
+    cover = tmp_path / source.COVER_NAME
+    assert source.series_version(cover) == 1
+    cover.write_text("From x\nSubject: [RFC PATCH v3 00/31] kcont: a title\n\nbody\n")
+    assert source.series_version(cover) == 3
+    cover.write_text("Subject: [RFC PATCH 00/31] kcont: a title\n")
+    assert source.series_version(cover) == 1

@@ -23,7 +23,7 @@ from kcont_vm.errors import BuildError
 from kcont_vm.fingerprint import build_key
 from kcont_vm.paths import Cache, repo_root
 from kcont_vm.progress import BuildProgress
-from kcont_vm.series import load_series
+from kcont_vm.series import all_patches, load_series, profile_stacks
 from kcont_vm.source import prepare_src, source_id
 
 STAMP = "kcont-build.json"
@@ -54,9 +54,9 @@ def read_stamp(build_dir: Path) -> dict:
 
 def current_key(cache: Cache, profile: str) -> tuple[str, list[Path]]:
     root = repo_root()
-    series = load_series(root / "kernel" / "patches")
+    stacks = profile_stacks(root / "kernel", profile)
     frags = kconfig.fragments(root / "kernel" / "config", profile)
-    return build_key(source_id(), series.patches, frags, profile, gcc_version()), frags
+    return build_key(source_id(), all_patches(stacks), frags, profile, gcc_version()), frags
 
 
 def venv_tool(name: str) -> str:
@@ -141,8 +141,7 @@ def build(profile: str, force: bool = False, cache: Cache | None = None, log=pri
         log(f"kernel {profile} is up to date ({key}): {bzimage}")
         install_headers(cache.src, build_dir, cache, log)
         return BuildResult(profile, key, bzimage, False, 0.0, 0)
-    series = load_series(repo_root() / "kernel" / "patches")
-    src = prepare_src(cache, series, log)
+    src = prepare_src(cache, profile_stacks(repo_root() / "kernel", profile), log)
     if force:
         shutil.rmtree(build_dir, ignore_errors=True)
     build_dir.mkdir(parents=True, exist_ok=True)

@@ -100,8 +100,12 @@ def make_parser() -> OneLineParser:
     p.add_argument("--path", type=Path, help="where (default: $KCONT_CACHE/tree)")
     p.add_argument("--force", action="store_true", help="replace an existing tree")
 
-    p = sub.add_parser("export", help="write the tree's commits to kernel/patches/")
+    p = sub.add_parser("export", help="write the tree's commits to kernel/patches/ "
+                                      "and kernel/harness/")
     p.add_argument("--path", type=Path, help="the tree (default: $KCONT_CACHE/tree)")
+    p.add_argument("--version", type=int, metavar="N",
+                   help="the series' version, as in [RFC PATCH vN] (default: the "
+                        "current cover letter's)")
     return parser
 
 
@@ -161,17 +165,20 @@ def dispatch(opts: argparse.Namespace) -> int:
         from kcont_vm import source
         from kcont_vm.series import load_series
 
-        patches = repo_root() / "kernel" / "patches"
+        kernel = repo_root() / "kernel"
+        patches = kernel / "patches"
         path = (opts.path or cache.tree).resolve()
         if opts.command == "tree":
-            source.make_tree(cache, load_series(patches), path, opts.force)
-            print(f"kcont-vm: tree ready at {path} (branch {source.DEV_BRANCH}); commit your "
+            source.make_tree(cache, load_series(patches), path, opts.force,
+                             harness=load_series(kernel / "harness"))
+            print(f"kcont-vm: tree ready at {path}: branch {source.DEV_BRANCH} is the series, "
+                  f"{source.HARNESS_BRANCH} (checked out) adds the harness stack; commit your "
                   f"changes (new files need `git add -f`: Debian's .gitignore), then "
                   f"`kcont-vm export`; edit the cover letter with "
-                  f"`git branch --edit-description`")
+                  f"`git branch --edit-description {source.DEV_BRANCH}`")
             return 0
-        written = source.export_series(path, patches)
-        print(f"kcont-vm: wrote {len(written)} files to {patches}")
+        written = source.export_stacks(path, kernel, opts.version)
+        print(f"kcont-vm: wrote {len(written)} files to {patches} and {kernel / 'harness'}")
         clean, report = source.checkpatch(path, written)
         print(report, end="")
         return 0 if clean else 1

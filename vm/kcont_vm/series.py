@@ -1,4 +1,11 @@
-"""The patch series in kernel/patches/: the ``series`` file and its patches.
+"""The kernel's patch stacks: each a ``series`` file and its patches.
+
+``kernel/patches/`` is the postable series: what would be sent upstream.
+``kernel/harness/`` is applied on top of it and holds what only a test
+kernel carries (fault injection, a kernel requester, the Debian-only
+sysctl).  The perf profile builds the series alone, so the benchmarks,
+keyutils' suite and the selftests run on exactly what would be merged;
+the debug profile builds both, for the guest suite.
 
 The format is quilt's: one patch file name per line, ``#`` starts a
 comment, blank lines are ignored.  The cover letter is not listed.
@@ -10,6 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kcont_vm.errors import BuildError
+
+# The stacks each profile applies, in order, by directory under kernel/.
+SERIES_STACK = "patches"
+HARNESS_STACK = "harness"
+PROFILE_STACKS: dict[str, tuple[str, ...]] = {
+    "debug": (SERIES_STACK, HARNESS_STACK),
+    "perf": (SERIES_STACK,),
+}
 
 
 @dataclass(frozen=True)
@@ -52,3 +67,14 @@ def load_series(directory: Path) -> Series:
         if not (directory / name).is_file():
             raise BuildError(f"{series_file}: {name} does not exist")
     return Series(directory, tuple(names))
+
+
+def profile_stacks(kernel_dir: Path, profile: str) -> list[Series]:
+    """The stacks ``profile`` applies, in order (the series alone for an
+    unknown profile: nothing test-only is ever applied by default)."""
+    return [load_series(kernel_dir / name)
+            for name in PROFILE_STACKS.get(profile, (SERIES_STACK,))]
+
+
+def all_patches(stacks: list[Series]) -> list[Path]:
+    return [patch for stack in stacks for patch in stack.patches]

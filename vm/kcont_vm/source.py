@@ -2,10 +2,11 @@
 
 ``base`` is Debian's linux-source-6.1 committed once and tagged
 ``kcont-base``.  Builds use ``src``, a detached work tree of it with the
-series applied by ``git am`` (so a patch that needs fuzz fails, as it
-would for a maintainer).  ``kcont-vm tree`` makes a separate work tree on
-branch ``kcont`` for editing, and ``kcont-vm export`` turns its commits
-back into kernel/patches/.
+profile's stacks applied by ``git am`` (so a patch that needs fuzz fails,
+as it would for a maintainer).  ``kcont-vm tree`` makes a separate work
+tree for editing: branch ``kcont`` holds the series, branch
+``kcont-harness`` the harness stack on top of it; ``kcont-vm export``
+turns their commits back into kernel/patches/ and kernel/harness/.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from kcont_vm.errors import BuildError, KcontVmError
@@ -24,6 +26,7 @@ from kcont_vm.series import Series
 
 BASE_TAG = "kcont-base"
 DEV_BRANCH = "kcont"
+HARNESS_BRANCH = "kcont-harness"
 COVER_NAME = "0000-cover-letter.patch"
 
 
@@ -68,10 +71,12 @@ def ensure_base(cache: Cache, log=print) -> None:
     stamp.write_text(ident)
 
 
-def series_digest(series: Series) -> str:
+def series_digest(stacks: list[Series]) -> str:
     h = hashlib.sha256()
-    for patch in series.patches:
-        h.update(patch.name.encode() + b"\0" + patch.read_bytes())
+    for stack in stacks:
+        h.update(b"stack\0" + stack.directory.name.encode() + b"\0")
+        for patch in stack.patches:
+            h.update(patch.name.encode() + b"\0" + patch.read_bytes())
     return h.hexdigest()
 
 
@@ -94,14 +99,14 @@ def apply_series(tree: Path, series: Series) -> None:
             raise BuildError(_am_failure(patch, result.stdout + result.stderr))
 
 
-def prepare_src(cache: Cache, series: Series, log=print) -> Path:
-    """Make ``src`` hold exactly base + series; touch nothing if it already does.
+def prepare_src(cache: Cache, stacks: list[Series], log=print) -> Path:
+    """Make ``src`` hold exactly base + stacks; touch nothing if it already does.
 
     Resetting only rewrites files that differ, so make's timestamps keep an
     incremental build incremental when the series changes.
     """
     ensure_base(cache, log)
-    digest = series_digest(series)
+    digest = series_digest(stacks)
     stamp = cache.root / "src-series"
     if not (cache.src / ".git").exists():
         shutil.rmtree(cache.src, ignore_errors=True)
@@ -112,12 +117,13 @@ def prepare_src(cache: Cache, series: Series, log=print) -> Path:
         clean = not git(cache.src, "status", "--porcelain", "-uno").stdout.strip()
         if want_digest == digest and want_head == rev(cache.src) and clean:
             return cache.src
-    log(f"applying {len(series.names)} patches from {series.directory}")
+    log("applying " + ", ".join(f"{len(st.names)} patches from {st.directory}" for st in stacks))
     stamp.unlink(missing_ok=True)
     git(cache.src, "am", "--abort", check=False)
     git(cache.src, "checkout", "-q", "--detach", BASE_TAG)
     git(cache.src, "reset", "-q", "--hard", BASE_TAG)
-    apply_series(cache.src, series)
+    for stack in stacks:
+        apply_series(cache.src, stack)
     stamp.write_text(f"{digest} {rev(cache.src)}")
     return cache.src
 
@@ -140,8 +146,11 @@ def read_cover(path: Path) -> tuple[str, str]:
     return title, "\n".join(body).strip() + "\n"
 
 
-def make_tree(cache: Cache, series: Series, path: Path, force: bool, log=print) -> Path:
-    """A work tree on branch ``kcont``: base plus the series as commits, to edit."""
+def make_tree(cache: Cache, series: Series, path: Path, force: bool, log=print,
+              harness: Series | None = None) -> Path:
+    """A work tree on branch ``kcont``: base plus the series as commits, to
+    edit; with ``harness``, branch ``kcont-harness`` adds its commits on top
+    and is what is checked out."""
     ensure_base(cache, log)
     if path.exists():
         if not force:
@@ -153,26 +162,84 @@ def make_tree(cache: Cache, series: Series, path: Path, force: bool, log=print) 
     apply_series(path, series)
     title, body = read_cover(series.directory / COVER_NAME)
     git(path, "config", f"branch.{DEV_BRANCH}.description", f"{title}\n\n{body}")
+    if harness is not None:
+        git(path, "checkout", "-q", "-B", HARNESS_BRANCH, DEV_BRANCH)
+        apply_series(path, harness)
     return path
 
 
-def export_series(tree: Path, patches_dir: Path) -> list[Path]:
-    """Write base..HEAD of ``tree`` as patches, a cover letter and a series file."""
+def series_version(cover: Path) -> int:
+    """The version in a cover letter's subject ("[RFC PATCH v3 00/31]"): 1 if none."""
+    if cover.exists():
+        for line in cover.read_text().splitlines():
+            if line.startswith("Subject: "):
+                m = re.search(r"\[[^]]*\bv(\d+) \d+/\d+\]", line)
+                return int(m.group(1)) if m else 1
+    return 1
+
+
+def maintainers(tree: Path, since: str, head: str) -> list[str]:
+    """``get_maintainer.pl`` on the whole diff: the Cc list of a series."""
+    with tempfile.NamedTemporaryFile("w", suffix=".patch") as diff:
+        diff.write(git(tree, "diff", f"{since}..{head}").stdout)
+        diff.flush()
+        result = subprocess.run(
+            ["perl", "scripts/get_maintainer.pl", "--no-rolestats", "--no-git",
+             "--no-git-fallback", diff.name],
+            cwd=tree, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise KcontVmError("get_maintainer.pl failed: "
+                           + (result.stderr.strip().splitlines() or ["no output"])[-1])
+    return [line.strip() for line in result.stdout.splitlines() if "@" in line]
+
+
+def export_stacks(tree: Path, kernel_dir: Path, version: int | None = None) -> list[Path]:
+    """Write branch ``kcont`` to kernel/patches/ and, where the tree has
+    it, ``kcont-harness`` (on top of ``kcont``) to kernel/harness/.
+
+    The series is versioned (``--version``, else the current cover
+    letter's) and Cc'd to what ``get_maintainer.pl`` names for its diff.
+    """
+    patches = kernel_dir / "patches"
+    version = version or series_version(patches / COVER_NAME)
+    prefix = "RFC PATCH" if version == 1 else f"RFC PATCH v{version}"
+    if rev(tree, DEV_BRANCH) is None:
+        return export_series(tree, patches, prefix=prefix)
+    written = export_series(tree, patches, DEV_BRANCH, prefix=prefix,
+                            cc=maintainers(tree, BASE_TAG, DEV_BRANCH))
+    if rev(tree, HARNESS_BRANCH) is not None:
+        base = git(tree, "merge-base", DEV_BRANCH, HARNESS_BRANCH).stdout.strip()
+        if base != rev(tree, DEV_BRANCH):
+            raise KcontVmError(f"{HARNESS_BRANCH} is not on top of {DEV_BRANCH}: rebase it "
+                               f"(git rebase {DEV_BRANCH} {HARNESS_BRANCH})")
+        (kernel_dir / "harness").mkdir(exist_ok=True)
+        written += export_series(tree, kernel_dir / "harness", HARNESS_BRANCH,
+                                 since=DEV_BRANCH, prefix="PATCH kcont-harness",
+                                 cover=False)
+    return written
+
+
+def export_series(tree: Path, patches_dir: Path, head: str = "HEAD", since: str = BASE_TAG,
+                  prefix: str = "RFC PATCH", cover: bool = True,
+                  cc: list[str] | None = None) -> list[Path]:
+    """Write since..head of ``tree`` as patches, a cover letter and a series file."""
     if rev(tree, BASE_TAG) is None:
         raise KcontVmError(f"{tree} is not a kcont tree (no {BASE_TAG} tag)")
-    count = int(git(tree, "rev-list", "--count", f"{BASE_TAG}..HEAD").stdout)
+    count = int(git(tree, "rev-list", "--count", f"{since}..{head}").stdout)
     for old in patches_dir.glob("*.patch"):
         old.unlink()
     written: list[Path] = []
     if count:
         args = ["format-patch", "-q", "-o", str(patches_dir), "--zero-commit",
-                "--no-signature", "--subject-prefix=RFC PATCH", "--cover-letter",
-                "--cover-from-description=subject", f"{BASE_TAG}..HEAD"]
+                "--no-signature", f"--subject-prefix={prefix}",
+                *(["--cover-letter", "--cover-from-description=subject"] if cover else []),
+                *(f"--cc={who}" for who in cc or []), f"{since}..{head}"]
         git(tree, *args)
         written = sorted(patches_dir.glob("*.patch"))
     names = [p.name for p in written if p.name != COVER_NAME]
+    what = "patch series" if cover else "harness stack (test kernels only, after the series)"
     (patches_dir / "series").write_text(
-        "# kcont patch series, applied in order with `git am` (kcont-vm build)\n"
+        f"# kcont {what}, applied in order with `git am` (kcont-vm build)\n"
         + "".join(f"{name}\n" for name in names))
     return written
 
