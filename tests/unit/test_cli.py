@@ -79,13 +79,15 @@ def test_keyutils_modes(args: list[str], mode: str) -> None:
 
 
 @pytest.mark.parametrize(("mode", "kprofile", "expected"), [
-    ("include", "perf", [("guest", "debug", "not keyutils"), ("keyutils", "perf", "keyutils")]),
+    ("include", "perf", [("guest", "debug", "not keyutils"),
+                         ("keyutils", "perf", "keyutils or kselftest")]),
     ("include", "debug", [("guest", "debug", None)]),
-    ("only", "perf", [("keyutils", "perf", "keyutils")]),
+    ("only", "perf", [("keyutils", "perf", "keyutils or kselftest")]),
     ("skip", "perf", [("guest", "debug", "not keyutils")]),
 ])
 def test_guest_stages(mode: str, kprofile: str, expected: list) -> None:
-    """One boot per kernel profile; keyutils' suite is never dropped silently."""
+    """One boot per kernel profile; keyutils' suite is never dropped silently,
+    and the kselftests run on the perf kernel (the series alone) as well."""
     stages = testrun.guest_stages("debug", mode, kprofile)
     got = [(s.name, s.profile, s.markers[1] if s.markers else None) for s in stages]
     assert got == expected

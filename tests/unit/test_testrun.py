@@ -33,9 +33,12 @@ class Recorder:
         return verdict, [f"{name:10s} ran"]
 
     def guest_stage(self, stage: testrun.GuestStage, bzimage: Path, extra: list[str],
-                    out: Path) -> tuple[int, list[str]]:
+                    out: Path, output: object = None) -> tuple[int, list[str]]:
         self.steps.append(f"{stage.name} on {bzimage.name}")
-        return EXIT_OK, [f"{stage.name:10s} ran"]
+        if output is not None:
+            output.write(f"{stage.name} output\n")  # type: ignore[attr-defined]
+        verdict = EXIT_TESTS_FAILED if stage.name in self.failing else EXIT_OK
+        return verdict, [f"{stage.name:10s} ran"]
 
 
 @pytest.fixture
@@ -46,6 +49,7 @@ def recorder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(testrun, "build", rec.build)
     monkeypatch.setattr(testrun, "run_host_suite", rec.host_suite)
     monkeypatch.setattr(testrun, "run_guest_stage", rec.guest_stage)
+    monkeypatch.setattr(testrun, "choose_accel", lambda image, cache: "tcg")
     return rec
 
 
@@ -92,3 +96,25 @@ def test_host_suite_counts_a_real_pytest_run(tmp_path: Path,
     assert verdict == EXIT_TESTS_FAILED
     assert lines[0].startswith("host       1 passed, 1 failed, 0 skipped")
     assert lines[1].startswith("host failed: ") and "test_bad" in lines[1]
+
+
+@pytest.mark.parametrize("recorder", [set(), {"keyutils"}], indirect=True)
+def test_the_perf_boot_runs_beside_the_debug_one_and_its_verdict_counts(
+        recorder: Recorder) -> None:
+    """Both boots run; the side one's guest output goes to a file of its
+    own, and its failure fails the run as the main one's would."""
+    verdict = testrun.run_tests("debug", [], guest_only=True)
+    assert sorted(recorder.steps) == ["build debug", "build perf", "guest on bzImage-debug",
+                                      "keyutils on bzImage-perf"]
+    out = recorder.tmp_path / testrun.RESULTS_DIR
+    assert (out / "keyutils-output.log").read_text() == "keyutils output\n"
+    assert verdict == (EXIT_TESTS_FAILED if recorder.failing else EXIT_OK)
+    summary = (out / "summary.txt").read_text()
+    assert summary.index("guest      ran") < summary.index("keyutils   ran")
+    assert (out / "results.ktap").read_text().startswith("KTAP version 1\n")
+
+
+def test_serial_boots_one_after_the_other(recorder: Recorder) -> None:
+    testrun.run_tests("debug", [], guest_only=True, parallel=False)
+    assert recorder.steps == ["build debug", "build perf", "guest on bzImage-debug",
+                              "keyutils on bzImage-perf"]

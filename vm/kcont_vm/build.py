@@ -188,4 +188,32 @@ def install_headers(src: Path, build_dir: Path, cache: Cache, log=print) -> Path
     from kcont_vm.install import install_project
 
     install_project(target / "include")
+    build_selftests(src, target, cache, key, log)
     return target
+
+
+SELFTEST_DIRS = ("containers",)
+
+
+def build_selftests(src: Path, headers: Path, cache: Cache, key: str, log=print) -> Path:
+    """The series' kselftests (tools/testing/selftests/containers), built
+    against its uapi headers into ``$KCONT_CACHE/selftests/<dir>``, where
+    the guest suite runs them.  Like the headers, they depend on the
+    series only: rebuilt when it changes, shared by both profiles."""
+    out = cache.root / "selftests"
+    stamp = out / "kcont-key"
+    if stamp.exists() and stamp.read_text() == key:
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    for name in SELFTEST_DIRS:
+        log(f"building the {name} kselftests into {out / name}")
+        (out / name).mkdir(parents=True)
+        result = subprocess.run(
+            ["make", "-C", str(src / "tools" / "testing" / "selftests" / name),
+             f"OUTPUT={out / name}", f"KHDR_INCLUDES=-isystem {headers / 'include'}"],
+            capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise BuildError(f"building the {name} kselftests failed:\n"
+                             + (result.stdout + result.stderr)[-2000:])
+    stamp.write_text(key)
+    return out

@@ -84,6 +84,12 @@ def make_parser() -> OneLineParser:
     p.add_argument("--keyutils-profile", choices=PROFILES, default="perf",
                    help="kernel for keyutils' suite (default %(default)s: under TCG it "
                         "takes over an hour on the debug kernel, minutes on perf)")
+    p.add_argument("--serial", action="store_true",
+                   help="boot the perf stage after the debug one instead of beside it "
+                        "(for a machine with one core)")
+    p.add_argument("--ktap", type=Path, metavar="FILE",
+                   help="also write the run's KTAP document here (it is always written "
+                        "to test-results/results.ktap, beside the JUnit XML)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
 
     p = sub.add_parser("soak", help="the reliability suites for HOURS in one debug boot; "
@@ -148,7 +154,8 @@ def dispatch(opts: argparse.Namespace) -> int:
 
         return run_tests(opts.profile, _strip_dashes(opts.pytest_args),
                          host_only=opts.host_only, guest_only=opts.guest_only,
-                         keyutils=opts.keyutils, keyutils_profile=opts.keyutils_profile)
+                         keyutils=opts.keyutils, keyutils_profile=opts.keyutils_profile,
+                         ktap=opts.ktap, parallel=not opts.serial)
     if opts.command == "soak":
         from kcont_vm.soak import run_soak
 

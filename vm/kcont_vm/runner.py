@@ -16,10 +16,12 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from kcont_vm import reports
 from kcont_vm.accel import choose_accel
@@ -96,8 +98,10 @@ def new_run_dir(cache: Cache) -> Path:
     old = sorted(p for p in cache.runs.iterdir() if p.is_dir())
     for stale in old[:-KEEP_RUNS]:
         shutil.rmtree(stale, ignore_errors=True)
-    run_dir = cache.runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    (run_dir / "results").mkdir(parents=True)
+    # Unique even for two boots started in the same second by one process.
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-",
+                                    dir=cache.runs))
+    (run_dir / "results").mkdir()
     return run_dir
 
 
@@ -203,8 +207,9 @@ def _pump(stream, log_file, echo_all: bool) -> None:
 
 
 def boot(spec: RunSpec, cache: Cache | None = None, dry_run: bool = False,
-         run_dir: Path | None = None, log=print) -> RunOutcome:
-    """Boot, run, collect; the exit code follows errors.EXIT_* rules."""
+         run_dir: Path | None = None, log=print, output: TextIO | None = None) -> RunOutcome:
+    """Boot, run, collect; the exit code follows errors.EXIT_* rules.  The
+    guest command's output goes to ``output`` (default: our stdout)."""
     cache = cache or Cache.default()
     check_command(spec.cmd)
     run_dir = run_dir or new_run_dir(cache)
@@ -226,7 +231,8 @@ def boot(spec: RunSpec, cache: Cache | None = None, dry_run: bool = False,
         pumps = [
             threading.Thread(target=_pump, args=(proc.stderr, log_file, spec.echo_console),
                              daemon=True),
-            threading.Thread(target=_copy, args=(proc.stdout, sys.stdout), daemon=True),
+            threading.Thread(target=_copy, args=(proc.stdout, output or sys.stdout),
+                             daemon=True),
         ]
         for pump in pumps:
             pump.start()

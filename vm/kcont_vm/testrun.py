@@ -19,17 +19,26 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
+from kcont_vm.accel import choose_accel
 from kcont_vm.build import build
 from kcont_vm.errors import EXIT_GUEST_DIED, EXIT_KERNEL_REPORT, EXIT_OK, EXIT_TESTS_FAILED
 from kcont_vm.junit import SuiteCounts, read_junit
+from kcont_vm.ktap import write_document
 from kcont_vm.paths import Cache, repo_root
 from kcont_vm.runner import RunSpec, boot, new_run_dir
 
 RESULTS_DIR = "test-results"
-KEYUTILS_MARKERS = {"include": [], "only": ["-m", "keyutils"], "skip": ["-m", "not keyutils"]}
+# The keyutils stage boots the perf kernel (the series without the harness
+# stack): the series' kselftests run there too, so that they pass on what
+# would be merged; the main stage runs them again on the debug kernel.
+KEYUTILS_MARKERS = {"include": [], "only": ["-m", "keyutils or kselftest"],
+                    "skip": ["-m", "not keyutils"]}
 
 
 # Bounds: a hung test fails on its own instead of eating CI's 90 minutes.
@@ -91,8 +100,9 @@ def guest_stages(profile: str, keyutils: str, keyutils_profile: str) -> list[Gue
 
 
 def run_guest_stage(stage: GuestStage, bzimage: Path, pytest_extra: list[str],
-                    out: Path) -> tuple[int, list[str]]:
-    """Boot once, run the stage's tests, judge the boot; (verdict, summary lines)."""
+                    out: Path, output: TextIO | None = None) -> tuple[int, list[str]]:
+    """Boot once, run the stage's tests, judge the boot; (verdict, summary
+    lines).  The guest's output goes to ``output`` (default: stdout)."""
     print(f"== {stage.name} tests ({stage.profile} kernel, one boot) ==", flush=True)
     start = time.monotonic()
     run_dir = new_run_dir(Cache.default())
@@ -102,13 +112,11 @@ def run_guest_stage(stage: GuestStage, bzimage: Path, pytest_extra: list[str],
                        ["tests/guest"], run_dir / "results" / junit_name,
                        [f"--timeout={GUEST_TEST_TIMEOUT}", *stage.markers, *pytest_extra],
                        verbose=True))
-    outcome = boot(spec, run_dir=run_dir)
+    outcome = boot(spec, run_dir=run_dir, output=output)
     junit = outcome.results / junit_name
     counts = read_junit(junit) if junit.exists() else None
     keyutils = keyutils_line(outcome.results) if stage.report_keyutils else None
-    # A keyutils-only boot is one pytest test wrapping 83: its own line says more.
-    lines = [] if stage.name == "keyutils" and keyutils and counts else \
-        [describe(stage.name, counts, outcome.command_rc)]
+    lines = [describe(stage.name, counts, outcome.command_rc)]
     if stage.report_keyutils:
         lines.append(keyutils or f"{'keyutils':10s} not run (deselected or never reached): "
                                  "not a full check")
@@ -134,6 +142,35 @@ def run_guest_stage(stage: GuestStage, bzimage: Path, pytest_extra: list[str],
     return verdict, lines
 
 
+def run_guest_stages(stages: list[GuestStage], images: dict[str, Path],
+                     pytest_extra: list[str], out: Path,
+                     parallel: bool) -> list[tuple[int, list[str]]]:
+    """Each stage's (verdict, lines), in order.
+
+    With ``parallel``, the stages after the first boot at the same time
+    as it, their guest output in ``out/<stage>-output.log``: the main
+    debug suite keeps one emulated CPU busy most of the time, and the
+    perf boot (keyutils' suite, the kselftests) runs on the other, so a
+    full check takes about as long as its longest boot."""
+    if not parallel or len(stages) < 2:
+        return [run_guest_stage(stage, images[stage.profile], pytest_extra, out)
+                for stage in stages]
+    for stage in stages:
+        # Probed (and cached) once per kernel before two boots could race to.
+        choose_accel(images[stage.profile], Cache.default().root / "accel.json")
+    with ExitStack() as stack:
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=len(stages) - 1))
+        side = []
+        for stage in stages[1:]:
+            log = stack.enter_context((out / f"{stage.name}-output.log").open("w"))
+            print(f"== {stage.name} tests run beside the first boot; their output: {log.name}",
+                  flush=True)
+            side.append(pool.submit(run_guest_stage, stage, images[stage.profile],
+                                    pytest_extra, out, log))
+        first = run_guest_stage(stages[0], images[stages[0].profile], pytest_extra, out)
+        return [first, *(future.result() for future in side)]
+
+
 HOST_SUITES = {"host": "tests/unit", "binding": "tests/binding"}
 
 
@@ -157,7 +194,8 @@ def run_host_suite(name: str, out: Path, pytest_extra: list[str]) -> tuple[int, 
 
 def run_tests(profile: str, pytest_extra: list[str], host_only: bool = False,
               guest_only: bool = False, keyutils: str = "include",
-              keyutils_profile: str = "perf") -> int:
+              keyutils_profile: str = "perf", ktap: Path | None = None,
+              parallel: bool = True) -> int:
     """Every stage in order, stopping at the first failed one; the summary.
 
     ``host_only``: the two host suites (the build still runs, for the
@@ -184,18 +222,22 @@ def run_tests(profile: str, pytest_extra: list[str], host_only: bool = False,
     if not host_only and verdict == EXIT_OK:
         if keyutils == "skip":
             lines.append(f"{'keyutils':10s} not run (--keyutils skip): not a full check")
-        for stage in guest_stages(profile, keyutils, keyutils_profile):
+        stages = guest_stages(profile, keyutils, keyutils_profile)
+        for stage in stages:
             if stage.profile not in images:
                 images[stage.profile] = build(stage.profile).bzimage
-            stage_verdict, stage_lines = run_guest_stage(stage, images[stage.profile],
-                                                         pytest_extra, out)
+        for stage_verdict, stage_lines in run_guest_stages(stages, images, pytest_extra, out,
+                                                           parallel):
             lines += stage_lines
             # The most severe verdict wins: a kernel report over a failed test.
             if stage_verdict != EXIT_OK and verdict in (EXIT_OK, EXIT_TESTS_FAILED):
                 verdict = stage_verdict
+    document = write_document(out, out / "results.ktap")
+    if ktap is not None:
+        shutil.copy(document, ktap)
     status = "PASS" if verdict == EXIT_OK else f"FAIL (exit {verdict})"
     summary = "\n".join(["== kcont-vm test summary ==", *lines, f"result: {status}",
-                         f"JUnit XML and logs: {out}"])
+                         f"JUnit XML, KTAP ({document.name}) and logs: {out}"])
     (out / "summary.txt").write_text(summary + "\n")
     print(summary, flush=True)
     return verdict
