@@ -39,6 +39,8 @@ examples:
   kcont-vm test -k keyring          host tests, then guest tests in one boot
   kcont-vm tree && cd ~/.cache/kcont/tree   edit the series as commits
   kcont-vm export                   write it back to kernel/patches/
+  kcont-vm bisect-build --profile perf   build the series one patch at a time
+  kcont-vm mainline                 build it with Debian's patches to its files reverted
 
 exit codes: 0 ok, 1 tests failed, 2 usage, 3 setup, 4 build,
             121 kernel report on the console, 255 guest died;
@@ -98,6 +100,14 @@ def make_parser() -> OneLineParser:
     p.add_argument("--scale", type=float, default=1.0,
                    help="examples per round, as a multiple of make check's budget")
     profile_opt(p)
+
+    p = sub.add_parser("bisect-build", help="build the series one patch at a time (resumes "
+                                            "where a stopped run left off)")
+    p.add_argument("--profile", choices=PROFILES, default="perf",
+                   help="kernel profile (default: %(default)s)")
+
+    sub.add_parser("mainline", help="apply and build the series (perf profile) on the base "
+                                    "with Debian's own patches to its files reverted")
 
     p = sub.add_parser("demo", help="build, boot, show the kernel and a classic upcall")
     profile_opt(p)
@@ -160,6 +170,14 @@ def dispatch(opts: argparse.Namespace) -> int:
         from kcont_vm.soak import run_soak
 
         return run_soak(opts.hours, opts.profile, opts.scale)
+    if opts.command == "bisect-build":
+        from kcont_vm.bisect_build import run_bisect_build
+
+        return run_bisect_build(opts.profile, cache)
+    if opts.command == "mainline":
+        from kcont_vm.mainline import run_mainline
+
+        return run_mainline(cache)
     if opts.command == "demo":
         from kcont_vm.build import build
         from kcont_vm.runner import RunSpec, boot
