@@ -73,7 +73,7 @@ def test_a_hunk_on_a_series_file_that_cannot_reverse_is_an_error(
         debian_tree: tuple[Path, Path]) -> None:
     repo, patches = debian_tree
     (repo / "fork.c").write_text("rewritten\n")
-    with pytest.raises(BuildError, match="userns.patch does not reverse on fork.c"):
+    with pytest.raises(BuildError, match=r"userns\.patch does not reverse on fork\.c"):
         mainline.revert_debian(repo, patches, {"fork.c"})
 
 
