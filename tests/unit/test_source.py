@@ -137,3 +137,14 @@ def test_series_version_reads_the_cover_subject(tmp_path: Path) -> None:
     assert source.series_version(cover) == 3
     cover.write_text("Subject: [RFC PATCH 00/31] kcont: a title\n")
     assert source.series_version(cover) == 1
+
+
+def test_read_cover_unfolds_a_long_subject(tmp_path: Path) -> None:
+    """format-patch folds a long Subject: header; the title is all of it."""
+    cover = tmp_path / source.COVER_NAME
+    cover.write_text("From 0 Mon Sep 17 00:00:00 2001\nFrom: k <k@l>\n"
+                     "Subject: [RFC PATCH v2 00/33] kcont: containers as kernel objects, for\n"
+                     " namespace-aware upcalls\n\nThe body.\n")
+    title, body = source.read_cover(cover)
+    assert title == "kcont: containers as kernel objects, for namespace-aware upcalls"
+    assert body.strip() == "The body."

@@ -132,13 +132,18 @@ def read_cover(path: Path) -> tuple[str, str]:
     """Title and body of a cover letter written by ``git format-patch``."""
     if not path.exists():
         return "kcont: containers as kernel objects", ""
-    title, body, in_body = "", [], False
+    title, body, in_body, in_subject = "", [], False, False
     for line in path.read_text().splitlines():
         if not in_body:
             if line.startswith("Subject: "):
                 title = re.sub(r"^Subject: (\[[^]]*\] )?", "", line)
+                in_subject = True
+            elif in_subject and line.startswith((" ", "\t")):
+                title += " " + line.strip()  # a folded header line
             elif line == "" and title:
                 in_body = True
+            else:
+                in_subject = False
             continue
         if re.match(r"^\S.* \(\d+\):$", line):
             break
