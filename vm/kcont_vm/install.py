@@ -27,6 +27,8 @@ APT_PACKAGES = (
     "python3-bpfcc", "bpfcc-tools",
     # keyutils, its library, and its source package's tools
     "keyutils", "libkeyutils-dev", "dpkg-dev", "lsb-release", "file",
+    # the series' kselftests are built as 32-bit programs too (the compat path)
+    "gcc-multilib",
     # checkpatch.pl runs scripts/spdxcheck.py, which needs ply and GitPython
     "python3-ply", "python3-git",
     # the admission tests make a CA and a webhook certificate with openssl
