@@ -211,3 +211,71 @@ def test_only_a_container_with_its_own_network_constructs_its_dns_keys(
                 assert queue.linked() == []
         finally:
             agent.stop()
+
+
+SERVICE_REQUEST = KERNEL_REQUESTER / "service_request"
+
+
+def service_request_errno(c: Container, spec: str) -> int:
+    """A new member of ``c`` makes a request as a kernel service does for
+    itself (under credentials put in place of its own, as NFS's and CIFS's
+    id mappers make theirs): 0 if a key was found or made, else the errno."""
+    def body() -> int:
+        try:
+            SERVICE_REQUEST.write_text(spec)
+        except OSError as err:
+            return err.errno or -1
+        return 0
+    return int(run_child(c.fork, body))
+
+
+def test_a_container_keyring_does_not_answer_a_kernel_service(queue: Keyring) -> None:
+    """A container's keyring serves its members' own searches.  A kernel
+    service searching under its own credentials while it runs in a member
+    (NFS mapping a file owner for stat()) must not find what the
+    container's owner put there: the mapping would be the host's, for
+    every user of the mount.  The request goes on to the host's helper,
+    which knows no such key."""
+    desc = unique("adv-svc-keyring")
+    keyring = Keyring.join_session().add_keyring(unique("adv-ckeyring"))
+    keyring.add("user", desc, b"forged by the container's owner")
+    with Container("adv-svc-keyring") as c:
+        c.set_keyring(keyring.serial)
+        agent = Agent(c)
+        try:
+            # The member's own search finds it: the keyring works.
+            assert run_child(c.fork, lambda: request_key("user", desc).read().decode()) == \
+                "forged by the container's owner"
+            assert service_request_errno(c, f"user {desc} svc") == errno.ENOKEY, \
+                "a kernel service's search found the container keyring's key"
+        finally:
+            agent.stop()
+
+
+def test_a_kernel_services_request_is_not_the_containers_to_intercept(
+        queue: Keyring, member: Container) -> None:
+    """``member``'s "user" upcalls go to a queue its owner serves.  A
+    request a kernel service makes for itself, while it runs in a member,
+    is the host's: delivered to the container's daemon, its answer would
+    land in the service's keyring, shared by every user.  It goes to the
+    host's helper (which negates it), and the queue stays empty."""
+    desc = unique("adv-svc-intercept")
+    pid = member.fork()
+    if pid == 0:
+        try:
+            SERVICE_REQUEST.write_text(f"user {desc} svc")
+        except OSError as err:
+            os._exit(err.errno or 1)
+        os._exit(0)
+    status = reaped_within(pid, 20.0)
+    queued = queue.linked()
+    try:
+        assert not queued, "a kernel service's request was delivered to the container"
+        assert status is not None and os.WIFEXITED(status)
+        assert os.WEXITSTATUS(status) == errno.ENOKEY
+    finally:
+        for key in queued:
+            key.unlink(queue)
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
