@@ -214,6 +214,8 @@ def test_only_a_container_with_its_own_network_constructs_its_dns_keys(
 
 
 SERVICE_REQUEST = KERNEL_REQUESTER / "service_request"
+# KEY_POS_ALL | KEY_USR_VIEW | KEY_USR_READ | KEY_USR_SEARCH
+POS_ALL_USR_FIND_READ = 0x3F0B0000
 
 
 def service_request_errno(c: Container, spec: str) -> int:
@@ -238,7 +240,10 @@ def test_a_container_keyring_does_not_answer_a_kernel_service(queue: Keyring) ->
     which knows no such key."""
     desc = unique("adv-svc-keyring")
     keyring = Keyring.join_session().add_keyring(unique("adv-ckeyring"))
-    keyring.add("user", desc, b"forged by the container's owner")
+    key = keyring.add("user", desc, b"forged by the container's owner")
+    # Not possessed by the members: its owner lets their uid find and read.
+    keyring.setperm(POS_ALL_USR_FIND_READ)
+    key.setperm(POS_ALL_USR_FIND_READ)
     with Container("adv-svc-keyring") as c:
         c.set_keyring(keyring.serial)
         agent = Agent(c)
