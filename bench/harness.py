@@ -57,10 +57,11 @@ def cold_build(profile: str, cache: Cache) -> float:
 
 def incremental_build(profile: str, cache: Cache) -> float:
     kbuild.build(profile, cache=cache)
-    (cache.src / "security" / "keys" / "key.c").touch()
+    src = prepare_src(cache, profile_stacks(ROOT / "kernel", profile))
+    (src / "security" / "keys" / "key.c").touch()
     env = dict(os.environ, CCACHE_DIR=str(cache.ccache))
     start = time.monotonic()
-    subprocess.run(kbuild.make_argv(cache.src, cache.build(profile)), env=env, check=True,
+    subprocess.run(kbuild.make_argv(src, cache.build(profile)), env=env, check=True,
                    stdout=subprocess.DEVNULL)
     return time.monotonic() - start
 

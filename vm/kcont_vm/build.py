@@ -139,7 +139,9 @@ def build(profile: str, force: bool = False, cache: Cache | None = None, log=pri
     bzimage = cache.bzimage(profile)
     if not force and stamp.get("key") == key and bzimage.exists():
         log(f"kernel {profile} is up to date ({key}): {bzimage}")
-        install_headers(cache.src, build_dir, cache, log)
+        stacks = profile_stacks(repo_root() / "kernel", profile)
+        install_headers(cache.src_for(tuple(st.directory.name for st in stacks)), build_dir,
+                        cache, log)
         return BuildResult(profile, key, bzimage, False, 0.0, 0)
     src = prepare_src(cache, profile_stacks(repo_root() / "kernel", profile), log)
     if force:

@@ -42,8 +42,18 @@ class Cache:
 
     @property
     def src(self) -> Path:
-        """Detached work tree of ``base`` with the series applied; builds use it."""
+        """Detached work tree of ``base`` with the series and the harness
+        stack applied; debug builds use it."""
         return self.root / "src"
+
+    def src_for(self, stack_names: tuple[str, ...]) -> Path:
+        """The work tree of one set of stacks: ``src`` for the series with
+        the harness stack, ``src-patches`` for the series alone.  Each set
+        has its own tree, so building one profile never rewrites the
+        files another profile's build directory was made from."""
+        if stack_names == ("patches", "harness"):
+            return self.src
+        return self.root / ("src-" + "-".join(stack_names))
 
     @property
     def tree(self) -> Path:

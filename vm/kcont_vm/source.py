@@ -56,7 +56,7 @@ def ensure_base(cache: Cache, log=print) -> None:
     if stamp.exists() and stamp.read_text() == ident and rev(cache.base, BASE_TAG):
         return
     log(f"extracting {SOURCE_TARBALL} into {cache.base}")
-    for stale in (cache.src, cache.base):
+    for stale in (cache.src, cache.src_for(("patches",)), cache.base):
         shutil.rmtree(stale, ignore_errors=True)
     cache.base.mkdir(parents=True)
     subprocess.run(["tar", "-xJf", str(SOURCE_TARBALL), "-C", str(cache.base),
@@ -100,32 +100,35 @@ def apply_series(tree: Path, series: Series) -> None:
 
 
 def prepare_src(cache: Cache, stacks: list[Series], log=print) -> Path:
-    """Make ``src`` hold exactly base + stacks; touch nothing if it already does.
+    """Make the stacks' work tree hold exactly base + stacks; touch nothing
+    if it already does.
 
     Resetting only rewrites files that differ, so make's timestamps keep an
     incremental build incremental when the series changes.
     """
     ensure_base(cache, log)
     digest = series_digest(stacks)
-    stamp = cache.root / "src-series"
-    if not (cache.src / ".git").exists():
-        shutil.rmtree(cache.src, ignore_errors=True)
+    src = cache.src_for(tuple(stack.directory.name for stack in stacks))
+    stamp = src.parent / f"{src.name}-series"
+    if not (src / ".git").exists():
+        shutil.rmtree(src, ignore_errors=True)
         git(cache.base, "worktree", "prune")
-        git(cache.base, "worktree", "add", "-q", "--detach", str(cache.src), BASE_TAG)
+        git(cache.base, "worktree", "add", "-q", "--detach", str(src), BASE_TAG)
     elif stamp.exists():
         want_digest, _, want_head = stamp.read_text().partition(" ")
-        clean = not git(cache.src, "status", "--porcelain", "-uno").stdout.strip()
-        if want_digest == digest and want_head == rev(cache.src) and clean:
-            return cache.src
-    log("applying " + ", ".join(f"{len(st.names)} patches from {st.directory}" for st in stacks))
+        clean = not git(src, "status", "--porcelain", "-uno").stdout.strip()
+        if want_digest == digest and want_head == rev(src) and clean:
+            return src
+    log("applying " + ", ".join(f"{len(st.names)} patches from {st.directory}" for st in stacks)
+        + f" in {src}")
     stamp.unlink(missing_ok=True)
-    git(cache.src, "am", "--abort", check=False)
-    git(cache.src, "checkout", "-q", "--detach", BASE_TAG)
-    git(cache.src, "reset", "-q", "--hard", BASE_TAG)
+    git(src, "am", "--abort", check=False)
+    git(src, "checkout", "-q", "--detach", BASE_TAG)
+    git(src, "reset", "-q", "--hard", BASE_TAG)
     for stack in stacks:
-        apply_series(cache.src, stack)
-    stamp.write_text(f"{digest} {rev(cache.src)}")
-    return cache.src
+        apply_series(src, stack)
+    stamp.write_text(f"{digest} {rev(src)}")
+    return src
 
 
 def read_cover(path: Path) -> tuple[str, str]:
