@@ -148,3 +148,12 @@ def test_read_cover_unfolds_a_long_subject(tmp_path: Path) -> None:
     title, body = source.read_cover(cover)
     assert title == "kcont: containers as kernel objects, for namespace-aware upcalls"
     assert body.strip() == "The body."
+
+
+def test_each_set_of_stacks_has_its_own_source_tree(tmp_path: Path) -> None:
+    from kcont_vm.paths import Cache
+
+    cache = Cache(tmp_path)
+    assert cache.src_for(("patches", "harness")) == cache.src
+    assert cache.src_for(("patches",)) == tmp_path / "src-patches"
+    assert len({cache.src_for(("patches",)), cache.src_for(("patches", "harness"))}) == 2
