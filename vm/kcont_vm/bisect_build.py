@@ -46,7 +46,8 @@ def run_bisect_build(profile: str = "perf", cache: Cache | None = None, log=prin
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
     steps: list[dict] = record.get("steps", [])
     # Resume only over an unchanged prefix of the series.
-    while steps and steps[-1].get("prefix") != prefix_digest(patches[:len(steps)]):
+    while steps and (steps[-1].get("prefix") != prefix_digest(patches[:len(steps)])
+                     or "commit" not in steps[-1]):
         steps.pop()
     src = cache.root / f"src-bisect-{profile}"
     build_dir = cache.build(f"{profile}-bisect")
@@ -61,7 +62,10 @@ def run_bisect_build(profile: str = "perf", cache: Cache | None = None, log=prin
         build_dir.mkdir(parents=True, exist_ok=True)
         configure(src, build_dir, frags, log)
     else:
-        git(src, "reset", "-q", "--hard")
+        # Back to the last patch that built: a failed or stopped step left
+        # its patch applied, or an am half done.
+        git(src, "am", "--abort", check=False)
+        git(src, "reset", "-q", "--hard", steps[-1]["commit"])
         log(f"resuming after patch {len(steps)} of {len(patches)}")
     for number in range(len(steps) + 1, len(patches) + 1):
         patch = patches[number - 1]
@@ -83,7 +87,8 @@ def run_bisect_build(profile: str = "perf", cache: Cache | None = None, log=prin
             return 1
         seconds = time.monotonic() - start
         steps.append({"patch": patch.name, "seconds": round(seconds, 1), "objects": objects,
-                      "prefix": prefix_digest(patches[:number])})
+                      "prefix": prefix_digest(patches[:number]),
+                      "commit": git(src, "rev-parse", "HEAD").stdout.strip()})
         record_path.write_text(json.dumps({"steps": steps}, indent=1))
         log(f"built {number}/{len(patches)} {patch.name} in {seconds:.0f}s "
             f"({objects} objects)")
