@@ -176,11 +176,12 @@ def nested_request(queue: Keyring, member: Container, outer: Agent) -> None:
     assert pending.result(timeout=30).get("payload") == "outer"
 
 
-def kernel_request_in(c: Container, spec: str) -> int:
-    """errno of a kernel-side request made by a new member (0: a key)."""
+def kernel_request_in(c: Container, spec: str, requester: Path = KERNEL_REQUEST) -> int:
+    """errno of a kernel-side request made by a new member through the
+    kernel requester's file ``requester`` (0: a key)."""
     def body() -> int:
         try:
-            KERNEL_REQUEST.write_text(spec)
+            requester.write_text(spec)
         except OSError as err:
             return err.errno or -1
         return 0
@@ -222,13 +223,7 @@ def service_request_errno(c: Container, spec: str) -> int:
     """A new member of ``c`` makes a request as a kernel service does for
     itself (under credentials put in place of its own, as NFS's and CIFS's
     id mappers make theirs): 0 if a key was found or made, else the errno."""
-    def body() -> int:
-        try:
-            SERVICE_REQUEST.write_text(spec)
-        except OSError as err:
-            return err.errno or -1
-        return 0
-    return int(run_child(c.fork, body))
+    return kernel_request_in(c, spec, SERVICE_REQUEST)
 
 
 def test_a_container_keyring_does_not_answer_a_kernel_service(queue: Keyring) -> None:
