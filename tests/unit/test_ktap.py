@@ -93,3 +93,29 @@ def test_names_cannot_forge_a_directive_or_a_line() -> None:
 def test_an_empty_suite_is_not_ok(tmp_path: Path) -> None:
     (tmp_path / "host.xml").write_text("<testsuites><testsuite name='x'/></testsuites>")
     assert ktap.render(ktap.collect(tmp_path)).splitlines()[-1] == "not ok 1 host"
+
+
+def test_a_kernel_report_or_a_dead_guest_is_not_ok(tmp_path: Path) -> None:
+    """No pytest case fails when KASAN reports or the guest dies; the
+    boot's own line in the document does."""
+    boots = [ktap.boot_suite("guest", "debug", False,
+                             ["kernel     1 report(s): KASAN"]),
+             ktap.boot_suite("keyutils", "perf", True, ["boot 10s"])]
+    text = ktap.write_document(tmp_path, tmp_path / "results.ktap", boots).read_text()
+    assert "    not ok 1 debug kernel: no kernel report, the guest ran to the end\n" in text
+    assert "    # kernel 1 report(s): KASAN\n" in text
+    assert "not ok 1 boot-guest\n" in text and "ok 2 boot-keyutils\n" in text
+    assert "boot 10s" not in text
+
+
+def test_a_known_keyutils_failure_is_todo_and_an_unknown_one_fails(tmp_path: Path) -> None:
+    (tmp_path / "keyutils.json").write_text(json.dumps([
+        {"name": "features/limits", "status": "fail", "seconds": 300.0, "detail": "timeout"},
+        {"name": "keyctl/add/valid", "status": "pass", "seconds": 1.0, "detail": ""},
+    ]))
+    known = {"features/limits": "CPU-bound # under TCG"}
+    text = ktap.render(ktap.collect(tmp_path, known))
+    assert "    not ok 1 features/limits # TODO CPU-bound %23 under TCG\n" in text
+    assert "\nok 1 keyutils-suite\n" in text
+    text = ktap.render(ktap.collect(tmp_path, {}))
+    assert "\nnot ok 1 keyutils-suite\n" in text and "TODO" not in text

@@ -5,13 +5,17 @@ kernel build)."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import threading
+import time
 import types
 from pathlib import Path
 
 import pytest
 
-from kcont_vm import testrun
-from kcont_vm.errors import EXIT_OK, EXIT_TESTS_FAILED
+from kcont_vm import runner, testrun
+from kcont_vm.errors import EXIT_GUEST_DIED, EXIT_OK, EXIT_TESTS_FAILED
 
 
 class Recorder:
@@ -118,3 +122,87 @@ def test_serial_boots_one_after_the_other(recorder: Recorder) -> None:
     testrun.run_tests("debug", [], guest_only=True, parallel=False)
     assert recorder.steps == ["build debug", "build perf", "guest on bzImage-debug",
                               "keyutils on bzImage-perf"]
+
+
+class Raising(Recorder):
+    """A first boot that raises ``error``, and a side boot that, like a real
+    guest, runs until it is killed (or for a minute, failing the test)."""
+
+    def __init__(self, tmp_path: Path, error: BaseException) -> None:
+        super().__init__(tmp_path, set())
+        self.error = error
+        self.killed = threading.Event()
+
+    def guest_stage(self, stage: testrun.GuestStage, bzimage: Path, extra: list[str],
+                    out: Path, output: object = None) -> tuple[int, list[str]]:
+        if stage.name == "guest":
+            raise self.error
+        if not self.killed.wait(60):
+            return EXIT_OK, [f"{stage.name:10s} ran to its end: nobody stopped it"]
+        return EXIT_GUEST_DIED, [f"{stage.name:10s} killed"]
+
+
+@pytest.fixture
+def raising(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+            request: pytest.FixtureRequest) -> Raising:
+    rec = Raising(tmp_path, request.param)
+    monkeypatch.setattr(testrun, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(testrun, "build", rec.build)
+    monkeypatch.setattr(testrun, "run_guest_stage", rec.guest_stage)
+    monkeypatch.setattr(testrun, "choose_accel", lambda image, cache: "tcg")
+    monkeypatch.setattr(testrun, "kill_live_boots", lambda: rec.killed.set() or 1,
+                        raising=False)
+    return rec
+
+
+@pytest.mark.parametrize("raising", [OSError(28, "No space left on device")], indirect=True)
+def test_a_boot_that_raises_stops_the_other_and_the_summary_is_written(
+        raising: Raising) -> None:
+    start = time.monotonic()
+    verdict = testrun.run_tests("debug", [], guest_only=True)
+    assert time.monotonic() - start < 30, "the side boot ran on after the first one failed"
+    assert verdict == EXIT_GUEST_DIED
+    out = raising.tmp_path / testrun.RESULTS_DIR
+    summary = (out / "summary.txt").read_text()
+    assert "guest      its boot failed: OSError: [Errno 28] No space left on device" in summary
+    assert "keyutils   killed" in summary
+    document = (out / "results.ktap").read_text()
+    assert "not ok 1 boot-guest\n" in document and "not ok 2 boot-keyutils\n" in document
+
+
+@pytest.mark.parametrize("raising", [KeyboardInterrupt()], indirect=True)
+def test_ctrl_c_stops_the_side_boot_too(raising: Raising) -> None:
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        testrun.run_tests("debug", [], guest_only=True)
+    assert raising.killed.is_set() and time.monotonic() - start < 30
+
+
+def test_a_side_boot_that_raises_is_a_dead_guest_in_the_summary(
+        recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    def guest_stage(stage: testrun.GuestStage, *args: object, **kwargs: object
+                    ) -> tuple[int, list[str]]:
+        if stage.name == "keyutils":
+            raise RuntimeError("vng vanished")
+        return recorder.guest_stage(stage, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(testrun, "run_guest_stage", guest_stage)
+    verdict = testrun.run_tests("debug", [], guest_only=True)
+    assert verdict == EXIT_GUEST_DIED
+    summary = (recorder.tmp_path / testrun.RESULTS_DIR / "summary.txt").read_text()
+    assert "guest      ran" in summary
+    assert "keyutils   its boot failed: RuntimeError: vng vanished" in summary
+
+
+def test_kill_live_boots_kills_a_booting_guests_process_group() -> None:
+    """What the handlers above call, on a real process group."""
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    with runner._LIVE_LOCK:
+        runner._LIVE_BOOTS.add(proc.pid)
+    try:
+        assert runner.kill_live_boots() == 1
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        with runner._LIVE_LOCK:
+            runner._LIVE_BOOTS.discard(proc.pid)
+        proc.kill()

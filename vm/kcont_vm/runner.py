@@ -11,9 +11,11 @@ reports; one makes the run fail whatever the command returned.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -206,6 +208,24 @@ def _pump(stream, log_file, echo_all: bool) -> None:
             sys.stderr.flush()
 
 
+# Process groups of the guests booting now (one per thread running boot()),
+# so that a caller whose own boot failed can stop the others at once
+# instead of waiting for their timeouts.
+_LIVE_BOOTS: set[int] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def kill_live_boots() -> int:
+    """Kill every guest booting now (their boot() calls then return as a
+    guest that died); how many were killed."""
+    with _LIVE_LOCK:
+        groups = list(_LIVE_BOOTS)
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+    return len(groups)
+
+
 def boot(spec: RunSpec, cache: Cache | None = None, dry_run: bool = False,
          run_dir: Path | None = None, log=print, output: TextIO | None = None) -> RunOutcome:
     """Boot, run, collect; the exit code follows errors.EXIT_* rules.  The
@@ -228,6 +248,8 @@ def boot(spec: RunSpec, cache: Cache | None = None, dry_run: bool = False,
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=vng_env(), text=True,
                                 errors="replace", start_new_session=True)
+        with _LIVE_LOCK:
+            _LIVE_BOOTS.add(proc.pid)
         pumps = [
             threading.Thread(target=_pump, args=(proc.stderr, log_file, spec.echo_console),
                              daemon=True),
@@ -243,10 +265,14 @@ def boot(spec: RunSpec, cache: Cache | None = None, dry_run: bool = False,
             timed_out = True
             os.killpg(proc.pid, 9)
             proc.wait()
-        except KeyboardInterrupt:
-            os.killpg(proc.pid, 9)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
+        finally:
+            with _LIVE_LOCK:
+                _LIVE_BOOTS.discard(proc.pid)
         for pump in pumps:
             pump.join(timeout=10)
     seconds = time.monotonic() - start

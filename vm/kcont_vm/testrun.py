@@ -30,9 +30,10 @@ from kcont_vm.accel import choose_accel
 from kcont_vm.build import build
 from kcont_vm.errors import EXIT_GUEST_DIED, EXIT_KERNEL_REPORT, EXIT_OK, EXIT_TESTS_FAILED
 from kcont_vm.junit import SuiteCounts, read_junit
-from kcont_vm.ktap import write_document
+from kcont_vm.keyutils_suite import load_known_failures
+from kcont_vm.ktap import Suite, boot_suite, write_document
 from kcont_vm.paths import Cache, repo_root
-from kcont_vm.runner import RunSpec, boot, new_run_dir
+from kcont_vm.runner import RunSpec, boot, kill_live_boots, new_run_dir
 
 RESULTS_DIR = "test-results"
 # The keyutils stage boots the perf kernel (the series without the harness
@@ -176,8 +177,27 @@ def run_guest_stages(stages: list[GuestStage], images: dict[str, Path],
                   flush=True)
             side.append(pool.submit(run_guest_stage, stage, images[stage.profile],
                                     pytest_extra, out, log))
-        first = run_guest_stage(stages[0], images[stages[0].profile], pytest_extra, out)
-        return [first, *(future.result() for future in side)]
+        try:
+            first = run_guest_stage(stages[0], images[stages[0].profile], pytest_extra, out)
+        except KeyboardInterrupt:
+            kill_live_boots()
+            raise
+        except Exception as err:    # judged, so that the summary is still written
+            kill_live_boots()
+            first = stage_raised(stages[0], err)
+        results = [first]
+        for stage, future in zip(stages[1:], side, strict=True):
+            try:
+                results.append(future.result())
+            except Exception as err:    # as above
+                results.append(stage_raised(stage, err))
+        return results
+
+
+def stage_raised(stage: GuestStage, err: Exception) -> tuple[int, list[str]]:
+    """The verdict of a stage whose boot raised instead of returning: the
+    guest counts as dead, and the summary says why."""
+    return EXIT_GUEST_DIED, [f"{stage.name:10s} its boot failed: {type(err).__name__}: {err}"]
 
 
 HOST_SUITES = {"host": "tests/unit", "binding": "tests/binding"}
@@ -228,6 +248,7 @@ def run_tests(profile: str, pytest_extra: list[str], host_only: bool = False,
             lines += binding_lines
     else:
         lines.append(f"{'binding':10s} not run: the host tests failed (no kernel built)")
+    boots: list[Suite] = []
     if not host_only and verdict == EXIT_OK:
         if keyutils == "skip":
             lines.append(f"{'keyutils':10s} not run (--keyutils skip): not a full check")
@@ -235,13 +256,18 @@ def run_tests(profile: str, pytest_extra: list[str], host_only: bool = False,
         for stage in stages:
             if stage.profile not in images:
                 images[stage.profile] = build(stage.profile).bzimage
-        for stage_verdict, stage_lines in run_guest_stages(stages, images, pytest_extra, out,
-                                                           parallel):
+        for stage, (stage_verdict, stage_lines) in zip(
+                stages, run_guest_stages(stages, images, pytest_extra, out, parallel),
+                strict=True):
             lines += stage_lines
+            boots.append(boot_suite(stage.name, stage.profile,
+                                    stage_verdict in (EXIT_OK, EXIT_TESTS_FAILED), stage_lines))
             # The most severe verdict wins: a kernel report over a failed test.
             if stage_verdict != EXIT_OK and verdict in (EXIT_OK, EXIT_TESTS_FAILED):
                 verdict = stage_verdict
-    document = write_document(out, out / "results.ktap")
+    known = root / "tests" / "guest" / "keyutils-known-failures.txt"
+    document = write_document(out, out / "results.ktap", boots,
+                              load_known_failures(known) if known.exists() else None)
     if ktap is not None:
         shutil.copy(document, ktap)
     status = "PASS" if verdict == EXIT_OK else f"FAIL (exit {verdict})"
