@@ -76,6 +76,33 @@ def tracefs() -> Path:
     return TRACING
 
 
+@contextmanager
+def trace_instance(name: str, events: tuple[str, ...]) -> Iterator[Path]:
+    """A ftrace instance of its own with the ``keys:`` ``events`` on, so that
+    a test reads kernel timestamps that no other test's tracing disturbs;
+    yields its ``trace`` file and removes the instance after."""
+    instance = tracefs() / "instances" / name
+    instance.mkdir()
+    try:
+        (instance / "buffer_size_kb").write_text("4096")
+        for event in events:
+            (instance / "events" / "keys" / event / "enable").write_text("1")
+        yield instance / "trace"
+    finally:
+        for event in events:
+            (instance / "events" / "keys" / event / "enable").write_text("0")
+        instance.rmdir()
+
+
+def trace_stamps(trace: Path, needle: str) -> list[float]:
+    """The ftrace timestamps (seconds) of the lines of ``trace`` holding ``needle``."""
+    stamps = []
+    for line in trace.read_text().splitlines():
+        if needle in line and not line.startswith("#"):
+            stamps.append(float(line.split(": ", 1)[0].split()[-1]))
+    return stamps
+
+
 DEBUGFS = Path("/sys/kernel/debug")
 # The harness stack's kernel requester (keys/kernel_request, keys/request_on_release).
 KERNEL_REQUESTER = DEBUGFS / "keys"
