@@ -10,7 +10,7 @@ security.h) costs a near-full rebuild; the rest take a minute or two.
 
 Progress is kept in ``$KCONT_CACHE/bisect-build-<profile>.json``: a run
 that was stopped resumes after the last patch that built, as long as the
-series up to it is unchanged.
+series up to it and the profile's config fragments are unchanged.
 """
 
 from __future__ import annotations
@@ -30,10 +30,13 @@ from kcont_vm.series import SERIES_STACK, load_series
 from kcont_vm.source import BASE_TAG, ensure_base
 
 
-def prefix_digest(patches: list[Path]) -> str:
+def prefix_digest(patches: list[Path], frags: list[Path]) -> str:
+    """What a step was built from: the config fragments and the patches up
+    to it.  A step is reused only if this is unchanged, so that a new
+    option in a fragment (a driver turned on) builds every patch again."""
     h = hashlib.sha256()
-    for patch in patches:
-        h.update(patch.name.encode() + b"\0" + patch.read_bytes())
+    for path in [*frags, *patches]:
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
@@ -45,13 +48,13 @@ def run_bisect_build(profile: str = "perf", cache: Cache | None = None, log=prin
     record_path = cache.root / f"bisect-build-{profile}.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
     steps: list[dict] = record.get("steps", [])
-    # Resume only over an unchanged prefix of the series.
-    while steps and (steps[-1].get("prefix") != prefix_digest(patches[:len(steps)])
+    frags = kconfig.fragments(repo_root() / "kernel" / "config", profile)
+    # Resume only over an unchanged configuration and prefix of the series.
+    while steps and (steps[-1].get("prefix") != prefix_digest(patches[:len(steps)], frags)
                      or "commit" not in steps[-1]):
         steps.pop()
     src = cache.root / f"src-bisect-{profile}"
     build_dir = cache.build(f"{profile}-bisect")
-    frags = kconfig.fragments(repo_root() / "kernel" / "config", profile)
     if not steps or not (src / ".git").exists():
         steps = []
         if src.exists():
@@ -87,7 +90,7 @@ def run_bisect_build(profile: str = "perf", cache: Cache | None = None, log=prin
             return 1
         seconds = time.monotonic() - start
         steps.append({"patch": patch.name, "seconds": round(seconds, 1), "objects": objects,
-                      "prefix": prefix_digest(patches[:number]),
+                      "prefix": prefix_digest(patches[:number], frags),
                       "commit": git(src, "rev-parse", "HEAD").stdout.strip()})
         record_path.write_text(json.dumps({"steps": steps}, indent=1))
         log(f"built {number}/{len(patches)} {patch.name} in {seconds:.0f}s "
