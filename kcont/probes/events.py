@@ -50,7 +50,8 @@ class RawEvent(ctypes.Structure):
                 ("key", ctypes.c_int32), ("route", ctypes.c_int32), ("result", ctypes.c_int32),
                 ("comm", ctypes.c_char * 16), ("type", ctypes.c_char * 32),
                 ("desc", ctypes.c_char * 128), ("arg", ctypes.c_char * 16),
-                ("model", ctypes.c_int32), ("record_userns", ctypes.c_uint32)]
+                ("model", ctypes.c_int32), ("record_userns", ctypes.c_uint32),
+                ("net_container", ctypes.c_uint64)]
 
 
 def ns_dict(raw: Any) -> dict[str, int]:
@@ -85,6 +86,7 @@ def decode(raw: Any) -> dict[str, Any]:
             record_container=int(raw.record_container),
             model=MODELS.get(int(raw.model), str(raw.model)),
             record_userns=int(raw.record_userns),
+            net_container=int(raw.net_container),
             reported={"container": int(raw.tp_container), "ns": ns_dict(raw.tp_ns)})
         event["disagree"] = disagreements(event)
     elif kind == "end":
@@ -104,8 +106,16 @@ def decode(raw: Any) -> dict[str, Any]:
 
 def disagreements(route: dict[str, Any]) -> list[str]:
     """Where the tracepoint's account of the requester differs from what
-    the probe read from task_struct: the names of the fields."""
+    the probe read from task_struct: the names of the fields.
+
+    A request the probe read as a container's by its network namespace
+    (``net_container``: a kworker's, or a task's walking into another
+    container's mount) is that container's, with the container's
+    namespaces rather than the running task's: only the container is
+    compared then."""
     reported = route["reported"]
+    if route.get("net_container"):
+        return [] if reported["container"] == route["net_container"] else ["container"]
     wrong = [kind for kind in NS_KINDS if route["ns"][kind] != reported["ns"][kind]]
     if route["container"] != reported["container"]:
         wrong.append("container")

@@ -10,6 +10,15 @@
  *                           record's container as the tracepoint reports
  *                           them, and its namespaces both as the
  *                           tracepoint reports them and as read here;
+ *  - request_key_auth_new (kprobe)
+ *                           a request's authorisation being made: if the
+ *                           key is of a network namespace that a container
+ *                           made (the namespace's key tag names it) and the
+ *                           task is not asking for its own namespace with
+ *                           its own credentials, the request is that
+ *                           container's, whatever task runs it: read here
+ *                           from the tag and the task, reported with the
+ *                           route as net_container;
  *  - keyctl_assume_authority (kprobe + kretprobe)
  *                           a task took the authority over a routed key;
  *  - key_instantiate_and_link / key_reject_and_link (kprobe + kretprobe)
@@ -92,6 +101,8 @@ struct event {
 	char arg[16];		/* HELPER: argv[2], the key serial */
 	s32 model;		/* ROUTE: the routing model, KEY_UPCALL_MODEL_* */
 	u32 record_userns;	/* ROUTE: the registration's user namespace */
+	u64 net_container;	/* ROUTE: the request is this container's, by its
+				 * network namespace (read here), or 0 */
 };
 
 struct pending_end {
@@ -106,6 +117,9 @@ BPF_HASH(routed, s32, u64, 65536);		/* key serial -> route time, until its end *
  * come after the end (when the authorisation key goes). */
 BPF_TABLE("lru_hash", s32, u8, followed, 65536);
 BPF_HASH(assuming, u32, s32, 4096);		/* tid -> target serial */
+/* Key serial -> container, until its route; LRU: a request that fails
+ * before routing (its container gone) never reaches the route. */
+BPF_TABLE("lru_hash", s32, u64, net_owner, 4096);
 BPF_HASH(ending, u32, struct pending_end, 4096);	/* tid -> key */
 BPF_PERCPU_ARRAY(scratch, struct event, 1);
 
@@ -186,10 +200,60 @@ static __always_inline struct event *new_event(u32 kind)
 	return e;
 }
 
+/*
+ * The container a request for a key of a network namespace is made for,
+ * read from kernel state rather than from the routing's decision: the
+ * namespace's key tag names the container that made it, and the request is
+ * that container's unless the task asks for a key of its own namespace with
+ * its own credentials, or holds another request's authority (a nested
+ * request is the first one's).
+ */
+int kprobe__request_key_auth_new(struct pt_regs *ctx, struct key *target)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	const struct cred *cred = NULL, *real_cred = NULL;
+	struct key *authority = NULL;
+	struct key_type *type = NULL;
+	struct key_tag *tag = NULL, *own = NULL;
+	struct nsproxy *nsp = NULL;
+	struct net *net = NULL;
+	unsigned int flags = 0;
+	s32 serial = 0;
+	u64 id = 0;
+
+	bpf_probe_read_kernel(&type, sizeof(type), &target->index_key.type);
+	if (type)
+		bpf_probe_read_kernel(&flags, sizeof(flags), &type->flags);
+	if (!(flags & KEY_TYPE_NET_DOMAIN))
+		return 0;
+	bpf_probe_read_kernel(&tag, sizeof(tag), &target->index_key.domain_tag);
+	if (tag)
+		bpf_probe_read_kernel(&id, sizeof(id), &tag->container_id);
+	if (!id)
+		return 0;
+	bpf_probe_read_kernel(&cred, sizeof(cred), &task->cred);
+	bpf_probe_read_kernel(&real_cred, sizeof(real_cred), &task->real_cred);
+	if (cred)
+		bpf_probe_read_kernel(&authority, sizeof(authority), &cred->request_key_auth);
+	if (authority)
+		return 0;
+	bpf_probe_read_kernel(&nsp, sizeof(nsp), &task->nsproxy);
+	if (nsp)
+		bpf_probe_read_kernel(&net, sizeof(net), &nsp->net_ns);
+	if (net)
+		bpf_probe_read_kernel(&own, sizeof(own), &net->key_domain);
+	if (cred == real_cred && own == tag)
+		return 0;
+	bpf_probe_read_kernel(&serial, sizeof(serial), &target->serial);
+	net_owner.update(&serial, &id);
+	return 0;
+}
+
 TRACEPOINT_PROBE(keys, key_upcall_route)
 {
 	struct event *e = new_event(EV_ROUTE);
 	s32 key = args->key;
+	u64 *owner;
 	u8 one = 1;
 	u64 now;
 
@@ -213,6 +277,11 @@ TRACEPOINT_PROBE(keys, key_upcall_route)
 	e->record_container = args->record_container_id;
 	e->model = args->model;
 	e->record_userns = args->record_userns;
+	owner = net_owner.lookup(&key);
+	if (owner) {
+		e->net_container = *owner;
+		net_owner.delete(&key);
+	}
 	e->tp_ns.uts = args->uts;
 	e->tp_ns.ipc = args->ipc;
 	e->tp_ns.mnt = args->mnt;

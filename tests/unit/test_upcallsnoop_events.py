@@ -31,8 +31,9 @@ def raw(kind: int, key: int = 42, **fields: object) -> RawEvent:
 
 def test_layout_matches_the_c_struct() -> None:
     """upcallsnoop.c's struct event: 5 u64, 2 x 7 u32, 6 x 32-bit, 192 chars,
-    then the model and the registration's user namespace."""
-    assert ctypes.sizeof(RawEvent) == 5 * 8 + 2 * 28 + 6 * 4 + 16 + 32 + 128 + 16 + 2 * 4
+    then the model and the registration's user namespace, then the u64
+    container a request is made for by its network namespace."""
+    assert ctypes.sizeof(RawEvent) == 5 * 8 + 2 * 28 + 6 * 4 + 16 + 32 + 128 + 16 + 2 * 4 + 8
     source = upcallsnoop.SOURCE.read_text()
     for name, _ in RawEvent._fields_:
         assert f" {name};" in source or f" {name}[" in source or f", {name}" in source, name
@@ -68,6 +69,23 @@ def test_route_disagreement_names_the_fields() -> None:
     line = format_line(event, NS)
     assert "DISAGREE(net,container)" in line
     assert " ----!-- " in line, "the NS column marks the kind the tracepoint disagrees on"
+
+
+def test_a_request_for_a_containers_network_namespace_is_compared_with_that_container(
+        ) -> None:
+    """A kworker (container 1, initial namespaces) runs a lookup that the
+    probe read as container 5's by its network namespace: the tracepoint's
+    container 5, with 5's namespaces, agrees; container 1 would not."""
+    record = raw(1, type=b"dns_resolver", desc=b"afsdb:cell", route=0, record_container=5,
+                 container=1, comm=b"kworker/0:1", net_container=5)
+    record.tp_container = 5
+    record.tp_ns.net = 4026532100
+    event = decode(record)
+    assert event["net_container"] == 5 and event["disagree"] == []
+    record.tp_container = 1
+    assert decode(record)["disagree"] == ["container"]
+    mine = raw(1, type=b"dns_resolver", desc=b"x", route=1)
+    assert decode(mine)["net_container"] == 0 and decode(mine)["disagree"] == []
 
 
 @pytest.mark.parametrize(("end_kind", "error", "result", "column"), [

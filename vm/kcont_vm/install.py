@@ -29,6 +29,9 @@ APT_PACKAGES = (
     "keyutils", "libkeyutils-dev", "dpkg-dev", "lsb-release", "file",
     # the series' kselftests are built as 32-bit programs too (the compat path)
     "gcc-multilib",
+    # the kernel-client tests give a container DNS answers of its own
+    # (SRV and A records for an AFS cell) with dnsmasq in its namespace
+    "dnsmasq-base",
     # checkpatch.pl runs scripts/spdxcheck.py, which needs ply and GitPython
     "python3-ply", "python3-git",
     # the admission tests make a CA and a webhook certificate with openssl
