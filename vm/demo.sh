@@ -72,9 +72,42 @@ for box in red:10.1.0.1 blue:10.2.0.2; do
         --daemon-config "$demo/conf" -- "$demo/ask.sh" "$demo/hosts-$name" "$name-box" 2>&1 |
         grep -v "^request-key-daemon: \(stopping\|removed\|serving container\)"
 done
+
+echo
+echo "== a kernel client: kAFS looks a cell up from a work item, for a container =="
+# The container has its own DNS server (dnsmasq on its loopback, named by
+# its own resolv.conf).  Mounting a cell makes kAFS's cell manager, a
+# kworker in the initial namespaces, ask for the cell's VL servers; the
+# request is the container's (it made the cell's network namespace), so
+# its daemon serves it with key.dns_resolver and the container's DNS.  No
+# VL server listens, so the mount fails once the lookup is done.
+cat > "$demo/afs.sh" <<'AFS'
+#!/bin/sh
+cell=$1
+mount --make-rprivate /
+ip link set lo up
+echo "nameserver 127.0.0.1" > "$2/resolv.conf"
+mount --bind "$2/resolv.conf" /etc/resolv.conf
+dnsmasq --conf-file=/dev/null --no-resolv --no-hosts --listen-address=127.0.0.1 \
+    --bind-interfaces --user=root --local-ttl=600 --pid-file="$2/dnsmasq.pid" \
+    --srv-host="_afs3-vlserver._udp.$cell,vl.$cell,7003" --host-record="vl.$cell,127.0.0.42"
+echo "add $cell" > /proc/net/afs/cells
+mkdir -p "$2/mnt"
+timeout 60 mount -t afs "#$cell:root.cell." "$2/mnt" 2>/dev/null ||
+    echo "in the container: mount failed, as it must (no VL server listens)"
+echo "in the container: /proc/net/afs/$cell/vlservers:"
+cat "/proc/net/afs/$cell/vlservers"
+kill "$(cat "$2/dnsmasq.pid")"
+AFS
+chmod +x "$demo/afs.sh"
+echo "\$ kcont run --name afs --ns mnt,net,uts --untrusted --daemon --daemon-config $demo/conf -- afs.sh demo.kcont.test"
+kcont run --name afs --ns mnt,net,uts --untrusted --daemon --daemon-config "$demo/conf" \
+    -- "$demo/afs.sh" demo.kcont.test "$demo" 2>&1 |
+    grep -v "^request-key-daemon: \(stopping\|removed\|serving container\)"
 sleep 1
 kill -INT "$snoop" 2>/dev/null; wait "$snoop"
 echo
-echo "== kcont-upcallsnoop -t dns_resolver: where those two upcalls went =="
+echo "== kcont-upcallsnoop -t dns_resolver: where those three upcalls went =="
+echo "(the last was run by a kworker, and routed as the container afs)"
 cat "$demo/snoop.out"
 rm -rf "$demo"

@@ -30,6 +30,7 @@ import ctypes
 import errno
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -42,6 +43,7 @@ from agents import Agent
 from upcall_fixtures import marked, marking_helper, sysctl, unique
 from upcall_probe import Window
 
+from kcont import upcall_models
 from kcont.container import Container
 from kcont.testing.trails import Trail
 
@@ -58,9 +60,12 @@ def lookup(name: str | Path, dir_fd: int = AT_FDCWD) -> int:
     the cell exists, and mounting it would need a VL server.  0, or the
     errno."""
     buf = ctypes.create_string_buffer(512)     # struct stat is 144 bytes here
-    if _libc.fstatat(dir_fd, os.fsencode(name), buf, AT_NO_AUTOMOUNT) == 0:
-        return 0
-    return ctypes.get_errno()
+    while _libc.fstatat(dir_fd, os.fsencode(name), buf, AT_NO_AUTOMOUNT) != 0:
+        # The wait for a key's construction is interruptible, and ctypes
+        # does not retry as os.stat() does (PEP 475).
+        if ctypes.get_errno() != errno.EINTR:
+            return ctypes.get_errno()
+    return 0
 
 
 @dataclass
@@ -111,14 +116,15 @@ def dnsmasq_argv(cells: list[str], address: str, pidfile: Path) -> list[str]:
 
 @contextmanager
 def cell_box(name: str, address: str, cells: list[str], tmp: Path,
-             own_network: bool = True) -> Iterator[CellBox]:
+             own_network: bool = True, daemon: bool = True) -> Iterator[CellBox]:
     """A CellBox for the block: created by root without a user namespace
     (kAFS mounts need CAP_SYS_ADMIN in the initial one), untrusted, so a
     request routed as it and not served fails rather than reaching the
     host.  Without ``own_network`` it shares the host's network and has
     no DNS server and no daemon (a place for a mount the host's lookups
-    go through).  After the block its daemon is stopped (SIGTERM: it must
-    exit 0), its DNS server killed and its init exits."""
+    go through); without ``daemon``, no daemon (and no record).  After the
+    block its daemon is stopped (SIGTERM: it must exit 0), its DNS server
+    killed and its init exits."""
     root = tmp / name
     root.mkdir()
     (root / "mnt").mkdir()
@@ -135,7 +141,7 @@ def cell_box(name: str, address: str, cells: list[str], tmp: Path,
         stack.callback(agent.stop)
         done = agent.sh("mount", "--make-rprivate", "/")
         assert done["rc"] == 0, done
-        daemon: dict[str, Any] = {}
+        started: dict[str, Any] = {}
         status: list[int] = []
         if own_network:
             for argv in (["ip", "link", "set", "lo", "up"],
@@ -144,12 +150,13 @@ def cell_box(name: str, address: str, cells: list[str], tmp: Path,
                 done = agent.sh(*argv)
                 assert done["rc"] == 0, (argv, done)
             stack.callback(lambda: os.kill(int(pidfile.read_text()), signal.SIGKILL))
-            daemon = agent.start_daemon(box.fd, "--config-dir", str(confdir),
-                                        "--type", "dns_resolver")
-            assert daemon["ready"], Path(daemon["log"]).read_text()
-            stack.callback(lambda: status.append(agent.kill(daemon["pid"], signal.SIGTERM)))
-        yield CellBox(box, agent, daemon, address, root)
-    assert status == ([0] if own_network else []), f"the daemon's exit status {status}"
+        if own_network and daemon:
+            started = agent.start_daemon(box.fd, "--config-dir", str(confdir),
+                                         "--type", "dns_resolver")
+            assert started["ready"], Path(started["log"]).read_text()
+            stack.callback(lambda: status.append(agent.kill(started["pid"], signal.SIGTERM)))
+        yield CellBox(box, agent, started, address, root)
+    assert status == ([0] if started else []), f"the daemon's exit status {status}"
 
 
 @pytest.fixture
@@ -160,12 +167,13 @@ def host_helper_marks() -> Iterator[None]:
 
 
 def cell_name(tag: str) -> str:
-    """A cell name (and DNS name) no earlier test used."""
-    return f"{unique(tag)}.kcont.test".lower()
+    """A cell name (and DNS name) no earlier test used: no ':', which
+    separates the cell from the volume in an AFS mount source."""
+    return f"{unique(tag)}.kcont.test".lower().replace(":", "-")
 
 
 def check_served_in(trail: Trail, c: CellBox, running: str) -> list[str]:
-    """What is wrong with ``trail``: routed once, as ``c``'s by its network
+    """What is wrong with ``trail``: routed, as ``c``'s by its network
     namespace, while a task whose name starts with ``running`` ran the
     request; then served by a task of ``c``, in ``c``'s namespaces."""
     wrong = []
@@ -177,8 +185,8 @@ def check_served_in(trail: Trail, c: CellBox, running: str) -> list[str]:
             wrong.append(f"routed {route}")
         if route["disagree"]:
             wrong.append(f"the probe disagrees with the tracepoint on {route['disagree']}")
-    if len(trail.routes) != 1:
-        wrong.append(f"{len(trail.routes)} routes")
+    if not trail.routes:
+        wrong.append("no route")
     for assume in trail.assumes:
         if assume["container"] != c.box.id or assume["ns"]["net"] != c.agent.namespaces["net"]:
             wrong.append(f"served from container {assume['container']} in {assume['ns']}")
@@ -196,7 +204,7 @@ def test_the_afs_work_items_lookup_is_served_in_the_cells_container(
     cell = cell_name("wq")
     desc = f"afsdb:{cell}"
     with cell_box("wq", "127.0.0.42", [cell], tmp_path) as c:
-        # Known to kAFS without addresses, so the mount must look it up.
+        # A cell without addresses: kAFS's cell manager looks it up.
         added = c.sh("sh", "-c", f"echo add {cell} > /proc/net/afs/cells")
         assert added["rc"] == 0, added
         mount = c.sh("timeout", "60", "mount", "-t", "afs", f"#{cell}:root.cell.",
@@ -253,40 +261,149 @@ def _gone(container_id: int, timeout: float = 60.0) -> bool:
     return False
 
 
+def negative_key_listed(desc: str) -> bool:
+    """Whether /proc/keys shows a negative key (flag N) of that description:
+    the kernel made the request and it failed."""
+    for line in Path("/proc/keys").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 8 and fields[8].rstrip(":") == desc and "N" in fields[2]:
+            return True
+    return False
+
+
 def test_a_lookup_for_a_dead_containers_namespace_is_refused_not_sent_to_the_host(
         tmp_path: Path, host_helper_marks: None, upcalls_seen: Window) -> None:
     """A container's network namespace can outlive it (here a directory fd
     of its dynroot keeps the mount, and the mount the namespace).  A lookup
     for it then has nobody to answer: it fails, and the host's helper,
-    which would resolve it in the host's network, never sees it."""
-    cell = cell_name("orphan")
-    desc = f"afsdb:{cell}"
-    with cell_box("orphan", "127.0.0.44", [cell], tmp_path) as c:
+    which would resolve it in the host's network, never sees it.  The same
+    fd's lookup while the container lived shows that the path asks."""
+    alive, dead = cell_name("alive"), cell_name("orphan")
+    with cell_box("orphan", "127.0.0.44", [alive, dead], tmp_path) as c:
         held = os.open(c.mount_dynroot(), os.O_RDONLY | os.O_DIRECTORY)
+        served = lookup(alive, dir_fd=held)
         box_id = c.box.id
     try:
         assert _gone(box_id), f"container {box_id} is still listed in /proc/containers"
-        refused = lookup(cell, dir_fd=held)
+        refused = lookup(dead, dir_fd=held)
     finally:
         os.close(held)
+    assert served == 0, os.strerror(served)
     assert refused == errno.ENOENT, os.strerror(refused)
-    assert desc not in marked(), "the host's helper was asked for a dead container's lookup"
-    assert upcalls_seen.by_description([desc]) == {}, "routed: nobody may answer it"
+    assert negative_key_listed(f"afsdb:{dead}"), "no request was made for the dead namespace"
+    assert f"afsdb:{dead}" not in marked(), "the host's helper was asked for a dead container's"
+    assert f"afsdb:{dead}" not in upcalls_seen.by_description([f"afsdb:{dead}"]), "routed"
 
 
-def test_a_forged_description_or_callout_routes_nothing_elsewhere(
+ATTACK = """#!/bin/sh
+# Run by the container's daemon for one request, with its authority
+# assumed: try what that authority must not give, then answer as usual.
+out={out}
+keyctl rlist -8 > /dev/null 2>&1; echo "list-requestor-keyring $?" >> "$out"
+keyctl add dns_resolver "afsdb:{poison}" 127.0.0.66 -8 > /dev/null 2>&1
+echo "add-to-requestor-keyring $?" >> "$out"
+keyctl request2 user "{nested}" x > /dev/null 2>&1; echo "nested-request $?" >> "$out"
+exec /sbin/key.dns_resolver "$1"
+"""
+
+
+def dns_resolver_cache() -> set[str]:
+    """The descriptions of what the DNS resolver's cache keyring
+    (.dns_resolver, every namespace's answers) holds, read as root."""
+    keys = {}
+    for line in Path("/proc/keys").read_text().splitlines():
+        fields = line.split(maxsplit=8)
+        if len(fields) == 9:
+            keys[int(fields[0], 16)] = fields[8].split(":")[0] if fields[7] == "keyring" \
+                else fields[8].rsplit(": ", 1)[0]
+    (cache,) = [serial for serial, desc in keys.items() if desc == ".dns_resolver"]
+    listed = subprocess.run(["keyctl", "rlist", str(cache)], capture_output=True, text=True,
+                            check=True).stdout.split()
+    return {keys.get(int(serial), f"#{serial}") for serial in listed}
+
+
+def test_serving_a_namespaces_request_gives_nothing_of_the_task_that_ran_it(
         tmp_path: Path, host_helper_marks: None) -> None:
-    """A container's own request names another container's cell, id and
-    init pid in its description and callout (as cifs.upcall's pid= did,
-    CVE-2026-46243): it is still the requester's own, answered by its own
-    daemon from its own DNS, and the other container's daemon never sees
-    it."""
-    cell = cell_name("forged")
-    with cell_box("victim", "127.0.0.45", [cell], tmp_path) as victim, \
-            cell_box("hostile", "127.0.0.66", [cell], tmp_path) as hostile:
-        forged = f"srv=1 container={victim.box.id} pid={victim.agent.pid}"
-        result = hostile.agent.request("dns_resolver", f"afsdb:{cell}", callout=forged).result()
-        victim_log, hostile_log = victim.log(), hostile.log()
-    assert "127.0.0.66" in result.get("payload", ""), (result, hostile_log)
-    assert cell not in victim_log, victim_log
-    assert f"afsdb:{cell}" not in marked()
+    """A request made for a container's namespace runs under a kernel
+    service's credentials (dns_query()'s, whose thread keyring holds every
+    namespace's DNS answers) or a task's of another container.  Its
+    authority, in the container's daemon, must not reach that keyring: it
+    cannot be listed or written through KEY_SPEC_REQUESTOR_KEYRING, and a
+    nested request does not land in it.  The host's own cached answer is
+    there to be found: the host's lookup runs first."""
+    cell, host_cell = cell_name("auth"), cell_name("hostcached")
+    poison, nested = cell_name("poison"), unique("nested")
+    outcomes = tmp_path / "attack.out"
+    with cell_box("auth", "127.0.0.46", [cell], tmp_path) as c, \
+            cell_box("hostside2", "", [], tmp_path, own_network=False) as host_side:
+        attack = c.root / "attack.sh"
+        attack.write_text(ATTACK.format(out=outcomes, poison=poison, nested=nested))
+        attack.chmod(0o755)
+        (c.root / "request-key" / "request-key.conf").write_text(
+            f"create dns_resolver afsdb:{cell} * {attack} %k\n" + DAEMON_CONF)
+        on_host = host_side.mount_dynroot()
+        assert lookup(on_host / host_cell) == 0          # the host's answer, cached
+        found = lookup(c.mount_dynroot() / cell)         # the container serves this
+        log = c.log()
+    assert f"afsdb:{host_cell}" in marked() and found == 0, (found, log)
+    results = dict(line.split() for line in outcomes.read_text().splitlines())
+    # keyctl exits 1 on an error: ENOKEY, KEY_SPEC_REQUESTOR_KEYRING names
+    # nothing; the nested request has nobody to serve it in the container.
+    assert results == {"list-requestor-keyring": "1", "add-to-requestor-keyring": "1",
+                       "nested-request": "1"}, results
+    cached = dns_resolver_cache()
+    assert f"afsdb:{host_cell}" in cached, cached
+    assert f"afsdb:{poison}" not in cached and nested not in cached, cached
+
+
+def test_a_namespace_a_containers_task_unshared_is_the_containers(
+        tmp_path: Path, host_helper_marks: None, upcalls_seen: Window) -> None:
+    """A task of the container makes a network namespace of its own
+    (unshare -n) and mounts a dynroot there.  A lookup made for that
+    namespace by a host task is the container's: its daemon serves it,
+    the host's helper never sees it."""
+    cell = cell_name("unshared")
+    desc = f"afsdb:{cell}"
+    with cell_box("unshared", "127.0.0.47", [cell], tmp_path) as c:
+        mnt = c.root / "afs-unshared"
+        mnt.mkdir()
+        done = c.sh("unshare", "-n", "mount", "-t", "afs", "none", str(mnt), "-o", "dyn")
+        assert done["rc"] == 0, done
+        found = lookup(Path(f"/proc/{c.agent.pid}/root{mnt}") / cell)
+        trail = upcalls_seen.wait_ended([desc]).get(desc)
+        log = c.log()
+    assert desc not in marked(), "the host's helper served a lookup for the container's namespace"
+    assert found == 0 and desc in log, (os.strerror(found), log)
+    assert trail is not None and trail.routes, "the probes saw no route"
+    assert all(r["net_container"] == r["reported"]["container"] == r["record_container"]
+               == c.box.id for r in trail.routes), trail.routes
+
+
+@pytest.mark.parametrize(("name", "boundary_on", "route"), [
+    ("userns-walk", False, "helper"),
+    ("userns-intercept", True, "rejected"),
+    ("helper-in-context", False, "helper"),
+])
+def test_every_routing_model_sees_the_lookup_as_the_containers(
+        tmp_path: Path, host_helper_marks: None, upcalls_seen: Window, name: str,
+        boundary_on: bool, route: str) -> None:
+    """The same work item's lookup under the other routing models: each is
+    told it is the container's, with the container's namespaces, and
+    routes it as that model routes a request from the container's root
+    with nothing registered (the classic helper, or a refusal outside the
+    initial namespaces with the boundary on).  A model never sees the
+    kworker's initial namespaces, which would make it the host's."""
+    cell = cell_name(name.replace("-", ""))
+    desc = f"afsdb:{cell}"
+    with upcall_models.in_force(name, boundary_on), \
+            cell_box(name, "127.0.0.48", [cell], tmp_path, daemon=False) as c:
+        c.sh("sh", "-c", f"echo add {cell} > /proc/net/afs/cells")
+        c.sh("timeout", "60", "mount", "-t", "afs", f"#{cell}:root.cell.", str(c.root / "mnt"))
+        trail = upcalls_seen.wait_ended([desc]).get(desc)
+        box_id = c.box.id
+    assert trail is not None and trail.routes, f"the probes saw no route for {desc}"
+    for seen in trail.routes:
+        assert seen["comm"].startswith("kworker/"), seen
+        assert (seen["model"], seen["route"], seen["net_container"],
+                seen["reported"]["container"]) == (name, route, box_id, box_id), seen
+    assert (desc in marked()) == (route == "helper")

@@ -82,6 +82,8 @@ def test_a_request_for_a_containers_network_namespace_is_compared_with_that_cont
     record.tp_ns.net = 4026532100
     event = decode(record)
     assert event["net_container"] == 5 and event["disagree"] == []
+    assert "kworker/0:1     1   " in format_line(event, {})
+    assert format_line(event, {}).endswith("ctr5 dns_resolver:afsdb:cell [for ctr5]")
     record.tp_container = 1
     assert decode(record)["disagree"] == ["container"]
     mine = raw(1, type=b"dns_resolver", desc=b"x", route=1)
