@@ -172,6 +172,9 @@ def detail(event: dict[str, Any]) -> str:
             where = (f"userns{event['record_userns']}" if event.get("record_userns")
                      else f"ctr{event['record_container']}")
         text = f"{where} {one_line(event['type'])}:{one_line(event['description'])}"
+        if event.get("net_container"):
+            # Run by this task (a kworker, say), made for that container.
+            text += f" [for ctr{event['net_container']}]"
         if event.get("model", "container") != "container":
             text += f" [{event['model']}]"
         if event["disagree"]:

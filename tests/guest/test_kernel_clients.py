@@ -169,8 +169,9 @@ def cell_box(name: str, address: str, cells: list[str], tmp: Path,
 
 @pytest.fixture
 def host_helper_marks() -> Iterator[None]:
-    """Every request that reaches the host's /sbin/request-key is marked."""
-    with marking_helper("*"), sysctl("kernel.keys.intercept_timeout", "60"):
+    """Every DNS lookup that reaches the host's /sbin/request-key is marked
+    (and answered "marked", which kAFS cannot parse as an address)."""
+    with marking_helper("*", key_type="dns_resolver"), sysctl("kernel.keys.intercept_timeout", "60"):
         yield
 
 

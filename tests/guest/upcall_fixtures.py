@@ -52,12 +52,18 @@ def host_request_key_conf(first_lines: str) -> Iterator[None]:
 
 
 @contextmanager
-def marking_helper(pattern: str = f"{MARK_PREFIX}*") -> Iterator[Path]:
+def marking_helper(pattern: str = f"{MARK_PREFIX}*", key_type: str = "*") -> Iterator[Path]:
+    """The host's helper marks what it is asked for that matches ``key_type``
+    and ``pattern``.  keyutils' request-key runs the least wild matching
+    line, not the first: to win over keyutils' own line for a type
+    (``create dns_resolver * * /sbin/key.dns_resolver``), the marking line
+    must name that type, not ``*``."""
     MARK_SCRIPT.write_text('#!/bin/sh\necho "$2" >> /tmp/kcont-marks\n'
                            'exec /bin/keyctl instantiate "$1" marked "$4"\n')
     MARK_SCRIPT.chmod(0o755)
     MARKS.write_text("")
-    with host_request_key_conf(f"create * {pattern} * {MARK_SCRIPT} %k %d %c %S\n"):
+    with host_request_key_conf(
+            f"create {key_type} {pattern} * {MARK_SCRIPT} %k %d %c %S\n"):
         yield MARKS
 
 
