@@ -228,8 +228,10 @@ int kprobe__request_key_auth_new(struct pt_regs *ctx, struct key *target)
 	if (!(flags & KEY_TYPE_NET_DOMAIN))
 		return 0;
 	bpf_probe_read_kernel(&tag, sizeof(tag), &target->index_key.domain_tag);
+#ifdef KCONT_KEY_TAG_CONTAINER
 	if (tag)
 		bpf_probe_read_kernel(&id, sizeof(id), &tag->container_id);
+#endif
 	if (!id)
 		return 0;
 	bpf_probe_read_kernel(&cred, sizeof(cred), &task->cred);

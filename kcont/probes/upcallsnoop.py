@@ -167,9 +167,28 @@ def filter_defines(key_type: str | None, container: int | None) -> str:
     return "/* kcont-upcallsnoop's filters */\n" + "\n".join(lines) + "\n\n"
 
 
-def bpf_text(key_type: str | None = None, container: int | None = None) -> str:
-    """The program BPF() compiles: upcallsnoop.c after the filters."""
-    return filter_defines(key_type, container) + SOURCE.read_text()
+def kernel_tags_containers(kallsyms: Path = Path("/proc/kallsyms")) -> bool:
+    """Whether the running kernel's network-namespace key tags name the
+    container that made the namespace (``struct key_tag.container_id``,
+    with ``container_get_by_id()``).  A kernel of the series without it
+    still runs the probe, so that the same tool compares both; the probe
+    then never reports a request as made for a container."""
+    try:
+        text = kallsyms.read_text()
+    except OSError:
+        return False
+    return re.search(r" container_get_by_id$", text, re.MULTILINE) is not None
+
+
+def bpf_text(key_type: str | None = None, container: int | None = None,
+             tags_containers: bool | None = None) -> str:
+    """The program BPF() compiles: upcallsnoop.c after the filters and,
+    on a kernel whose key tags name containers, the switch that reads
+    them."""
+    if tags_containers is None:
+        tags_containers = kernel_tags_containers()
+    feature = "#define KCONT_KEY_TAG_CONTAINER 1\n" if tags_containers else ""
+    return feature + filter_defines(key_type, container) + SOURCE.read_text()
 
 
 class UpcallSnoop:

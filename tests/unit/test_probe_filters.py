@@ -56,7 +56,22 @@ def matches(wanted: list[int], key_type: bytes) -> bool:
 
 
 def test_no_filter_is_the_source_unchanged() -> None:
-    assert upcallsnoop.bpf_text() == upcallsnoop.SOURCE.read_text()
+    assert upcallsnoop.bpf_text(tags_containers=False) == upcallsnoop.SOURCE.read_text()
+
+
+def test_key_tags_are_read_only_on_a_kernel_that_has_them(tmp_path: Path) -> None:
+    """The probe compiles against the running kernel's own headers: reading
+    key_tag.container_id on a kernel without it would not compile."""
+    kallsyms = tmp_path / "kallsyms"
+    kallsyms.write_text("0000000000000000 T container_get_by_idx\n"
+                        "0000000000000000 T container_get\n")
+    assert not upcallsnoop.kernel_tags_containers(kallsyms)
+    kallsyms.write_text("0000000000000000 T container_get_by_id\n")
+    assert upcallsnoop.kernel_tags_containers(kallsyms)
+    assert not upcallsnoop.kernel_tags_containers(tmp_path / "missing")
+    text = upcallsnoop.bpf_text(tags_containers=True)
+    assert text.startswith("#define KCONT_KEY_TAG_CONTAINER 1\n")
+    assert "#ifdef KCONT_KEY_TAG_CONTAINER" in upcallsnoop.SOURCE.read_text()
 
 
 def test_container_filter_is_a_define_before_the_source() -> None:
