@@ -422,3 +422,43 @@ def test_every_routing_model_sees_the_lookup_as_the_containers(
         assert (seen["model"], seen["route"], seen["net_container"],
                 seen["reported"]["container"]) == (name, route, box_id, box_id), seen
     assert (desc in marked()) == (route == "helper")
+
+
+def test_a_hostile_container_cannot_have_its_lookups_routed_as_another(
+        tmp_path: Path, host_helper_marks: None, upcalls_seen: Window) -> None:
+    """Container A names container B everywhere user space can: B's id and
+    init pid in the description and the callout of a request it makes
+    itself (what cifs.upcall once trusted, CVE-2026-46243), and in the
+    name of a cell its kAFS dynroot looks up, from its own namespace and
+    from one it unshares.  Every one is A's: A's daemon sees them all,
+    B's daemon and the host's helper none."""
+    with cell_box("victim", "127.0.0.50", [], tmp_path) as b:
+        forged = f"ctr{b.box.id}-pid{b.agent.pid}"
+        cells = [cell_name(f"{forged}-dyn"), cell_name(f"{forged}-unshared")]
+        asked = f"afsdb:{cell_name(forged)}"
+        with cell_box("hostile", "127.0.0.51", cells, tmp_path) as a:
+            request = a.sh("keyctl", "request2", "dns_resolver", asked,
+                           f"container={b.box.id} pid={b.agent.pid}", "@s")
+            dyn = a.mount_dynroot()
+            found = lookup(dyn / cells[0])
+            mnt = a.root / "afs-unshared"
+            mnt.mkdir()
+            unshared = a.sh("unshare", "-n", "mount", "-t", "afs", "none", str(mnt), "-o", "dyn")
+            assert unshared["rc"] == 0, unshared
+            found_unshared = lookup(Path(f"/proc/{a.agent.pid}/root{mnt}") / cells[1])
+            descs = [asked] + [f"afsdb:{cell}" for cell in cells]
+            seen = upcalls_seen.wait_ended(descs)
+            a_log = a.log(wait_for=descs[-1])
+            b_log = b.log()
+            a_id, b_id = a.box.id, b.box.id
+    assert request["rc"] != 0, "A's own DNS has no such name: A's daemon negated it"
+    assert (found, found_unshared) == (0, 0), (os.strerror(found), os.strerror(found_unshared),
+                                               a_log)
+    for desc in descs:
+        assert desc in a_log, (desc, a_log)
+        assert desc not in b_log, f"B's daemon served A's {desc}"
+        assert desc not in marked(), f"the host's helper served A's {desc}"
+        routes = seen[desc].routes if desc in seen else []
+        assert routes and all(r["reported"]["container"] == r["record_container"] == a_id
+                              and r["net_container"] in (0, a_id) for r in routes), \
+            (desc, routes, b_id)
