@@ -68,6 +68,16 @@ def lookup(name: str | Path, dir_fd: int = AT_FDCWD) -> int:
     return 0
 
 
+# lookup() for a task of a container: exits with 0 or the errno.
+LOOKUP_SCRIPT = (
+    "import ctypes, os, sys\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "buf = ctypes.create_string_buffer(512)\n"
+    "while libc.fstatat(-100, os.fsencode(sys.argv[1]), buf, 0x800) != 0:\n"
+    "    if ctypes.get_errno() != 4:\n"
+    "        sys.exit(ctypes.get_errno())\n")
+
+
 @dataclass
 class CellBox:
     """A container with a network of its own, a DNS server that names
@@ -370,12 +380,15 @@ def test_serving_a_namespaces_request_gives_nothing_of_the_task_that_ran_it(
     assert f"afsdb:{poison}" not in cached and nested not in cached, cached
 
 
-def test_a_namespace_a_containers_task_unshared_is_the_containers(
+def test_a_namespace_a_containers_task_unshared_is_refused_not_sent_to_the_host(
         tmp_path: Path, host_helper_marks: None, upcalls_seen: Window) -> None:
     """A task of the container makes a network namespace of its own
     (unshare -n) and mounts a dynroot there.  A lookup made for that
-    namespace by a host task is the container's: its daemon serves it,
-    the host's helper never sees it."""
+    namespace by a host task cannot be the host's (it would be answered
+    in the host's network) nor the container's daemon's (which works in
+    the container's own network, and whose answer would be cached for a
+    network it was not made in): it is refused.  The same cell in the
+    container's own namespace is served, so the name itself resolves."""
     cell = cell_name("unshared")
     desc = f"afsdb:{cell}"
     with cell_box("unshared", "127.0.0.47", [cell], tmp_path) as c:
@@ -383,15 +396,16 @@ def test_a_namespace_a_containers_task_unshared_is_the_containers(
         mnt.mkdir()
         done = c.sh("unshare", "-n", "mount", "-t", "afs", "none", str(mnt), "-o", "dyn")
         assert done["rc"] == 0, done
-        found = lookup(Path(f"/proc/{c.agent.pid}/root{mnt}") / cell)
-        trail = upcalls_seen.wait_ended([desc]).get(desc)
+        refused = lookup(Path(f"/proc/{c.agent.pid}/root{mnt}") / cell)
+        negative = negative_key_listed(desc)
+        log_before = c.log()
+        served = lookup(c.mount_dynroot() / cell)        # the control
         log = c.log(wait_for=desc)
-        box_id = c.box.id
+    assert refused == errno.ENOENT, os.strerror(refused)
+    assert negative, "no request was made for the unshared namespace"
+    assert desc not in log_before, f"the daemon served another namespace's lookup:\n{log_before}"
     assert desc not in marked(), "the host's helper served a lookup for the container's namespace"
-    assert found == 0 and desc in log, (os.strerror(found), log)
-    assert trail is not None and trail.routes, "the probes saw no route"
-    assert all(r["net_container"] == r["reported"]["container"] == r["record_container"]
-               == box_id for r in trail.routes), trail.routes
+    assert served == 0 and desc in log, (os.strerror(served), log)
 
 
 @pytest.mark.parametrize(("name", "boundary_on", "route"), [
@@ -415,50 +429,58 @@ def test_every_routing_model_sees_the_lookup_as_the_containers(
         c.sh("sh", "-c", f"echo add {cell} > /proc/net/afs/cells")
         c.sh("timeout", "60", "mount", "-t", "afs", f"#{cell}:root.cell.", str(c.root / "mnt"))
         trail = upcalls_seen.wait_ended([desc]).get(desc)
-        box_id = c.box.id
+        box_id, namespaces = c.box.id, c.agent.namespaces
     assert trail is not None and trail.routes, f"the probes saw no route for {desc}"
     for seen in trail.routes:
         assert seen["comm"].startswith("kworker/"), seen
         assert (seen["model"], seen["route"], seen["net_container"],
                 seen["reported"]["container"]) == (name, route, box_id, box_id), seen
+        # What the model decided on: the container's namespaces, never
+        # the kworker's initial ones (which would make it the host's).
+        assert {kind: seen["reported"]["ns"][kind] for kind in ("net", "uts", "mnt")} == \
+            {kind: namespaces[kind] for kind in ("net", "uts", "mnt")}, (seen, namespaces)
     assert (desc in marked()) == (route == "helper")
 
 
 def test_a_hostile_container_cannot_have_its_lookups_routed_as_another(
         tmp_path: Path, host_helper_marks: None, upcalls_seen: Window) -> None:
-    """Container A names container B everywhere user space can: B's id and
-    init pid in the description and the callout of a request it makes
-    itself (what cifs.upcall once trusted, CVE-2026-46243), and in the
-    name of a cell its kAFS dynroot looks up, from its own namespace and
-    from one it unshares.  Every one is A's: A's daemon sees them all,
-    B's daemon and the host's helper none."""
-    with cell_box("victim", "127.0.0.50", [], tmp_path) as b:
+    """Container A tries to have its own lookups answered by container B.
+    It names B (id and init pid) in the description's name and the
+    callout of a request it makes itself (what cifs.upcall once trusted,
+    CVE-2026-46243), and in the name of a cell its dynroot looks up: A's
+    daemon answers each, with A's address.  It walks into B's dynroot
+    through /proc/<B's pid>/root: that lookup is B's namespace's, so B
+    answers it, but the answer stays in B's namespace: A's own lookup of
+    the same cell afterwards is asked of A's daemon, not found in B's."""
+    shared = cell_name("shared")
+    with cell_box("victim", "127.0.0.50", [shared], tmp_path) as b:
         forged = f"ctr{b.box.id}-pid{b.agent.pid}"
-        cells = [cell_name(f"{forged}-dyn"), cell_name(f"{forged}-unshared")]
-        asked = f"afsdb:{cell_name(forged)}"
-        with cell_box("hostile", "127.0.0.51", cells, tmp_path) as a:
-            request = a.sh("keyctl", "request2", "dns_resolver", asked,
+        named = cell_name(f"{forged}-dyn")
+        with cell_box("hostile", "127.0.0.51", [shared, named], tmp_path) as a:
+            request = a.sh("keyctl", "request2", "dns_resolver", f"vl.{named}",
                            f"container={b.box.id} pid={b.agent.pid}", "@s")
-            dyn = a.mount_dynroot()
-            found = lookup(dyn / cells[0])
-            mnt = a.root / "afs-unshared"
-            mnt.mkdir()
-            unshared = a.sh("unshare", "-n", "mount", "-t", "afs", "none", str(mnt), "-o", "dyn")
-            assert unshared["rc"] == 0, unshared
-            found_unshared = lookup(Path(f"/proc/{a.agent.pid}/root{mnt}") / cells[1])
-            descs = [asked] + [f"afsdb:{cell}" for cell in cells]
-            seen = upcalls_seen.wait_ended(descs)
-            a_log = a.log(wait_for=descs[-1])
-            b_log = b.log()
-            a_id, b_id = a.box.id, b.box.id
-    assert request["rc"] != 0, "A's own DNS has no such name: A's daemon negated it"
-    assert (found, found_unshared) == (0, 0), (os.strerror(found), os.strerror(found_unshared),
-                                               a_log)
-    for desc in descs:
+            answer = a.sh("keyctl", "print", request["out"].strip()) \
+                if request["rc"] == 0 else request
+            a_dyn = a.mount_dynroot()
+            found_named = lookup(a_dyn / named)
+            b.mount_dynroot()
+            walked = a.sh("python3", "-c", LOOKUP_SCRIPT,
+                          f"/proc/{b.agent.pid}/root{b.root / 'afs'}/{shared}")
+            b_log = b.log(wait_for=f"afsdb:{shared}")
+            found_shared = lookup(a_dyn / shared)
+            a_log = a.log(wait_for=f"afsdb:{shared}")
+            seen = upcalls_seen.wait_ended([f"vl.{named}", f"afsdb:{named}"])
+            a_id = a.box.id
+    assert answer["rc"] == 0 and answer["out"].strip() == "127.0.0.51", (request, answer)
+    assert (found_named, found_shared, walked["rc"]) == (0, 0, 0), \
+        (os.strerror(found_named), os.strerror(found_shared), walked, a_log)
+    for desc in (f"vl.{named}", f"afsdb:{named}", f"afsdb:{shared}"):
         assert desc in a_log, (desc, a_log)
-        assert desc not in b_log, f"B's daemon served A's {desc}"
         assert desc not in marked(), f"the host's helper served A's {desc}"
+    for desc in (f"vl.{named}", f"afsdb:{named}"):
+        assert desc not in b_log, f"B's daemon served A's {desc}"
         routes = seen[desc].routes if desc in seen else []
         assert routes and all(r["reported"]["container"] == r["record_container"] == a_id
-                              and r["net_container"] in (0, a_id) for r in routes), \
-            (desc, routes, b_id)
+                              for r in routes), (desc, routes)
+    assert f"afsdb:{shared}" in b_log, ("A's walk into B's mount is B's namespace's lookup",
+                                        b_log)
