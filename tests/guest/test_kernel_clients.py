@@ -179,8 +179,9 @@ def cell_box(name: str, address: str, cells: list[str], tmp: Path,
 
 @pytest.fixture
 def host_helper_marks() -> Iterator[None]:
-    """Every DNS lookup that reaches the host's /sbin/request-key is marked
-    (and answered "marked", which kAFS cannot parse as an address)."""
+    """Every DNS lookup that reaches the host's /sbin/request-key is marked,
+    and fails: the marking answer has no terminating NUL, which
+    dns_resolver refuses (EINVAL), so the key is negated."""
     with marking_helper("*", key_type="dns_resolver"), \
             sysctl("kernel.keys.intercept_timeout", "60"):
         yield
@@ -359,7 +360,9 @@ def test_serving_a_namespaces_request_gives_nothing_of_the_task_that_ran_it(
     answered = tmp_path / "host-answer.log"
     answer = tmp_path / "host-answer.sh"
     answer.write_text(f'#!/bin/sh\necho "asked $*" >> {answered}\n'
-                      f'/bin/keyctl instantiate "$1" 127.0.0.9 "$2" >> {answered} 2>&1\n'
+                      # dns_resolver payloads end in a NUL, as key.dns_resolver's do.
+                      f"printf '127.0.0.9\\000' | /bin/keyctl pinstantiate \"$1\" \"$2\" "
+                      f'>> {answered} 2>&1\n'
                       f'echo "keyctl $?" >> {answered}\n')
     answer.chmod(0o755)
     host_answer = f"create dns_resolver afsdb:{host_cell} * {answer} %k %S\n"
