@@ -62,3 +62,30 @@ def test_init_is_rebuilt_when_its_source_changes(tmp_path: Path) -> None:
     os.utime(source, (0, 0))
     guest_tools._compile(source, binary)
     assert binary.read_bytes() != first
+
+
+def _relink_many(out: str, target: str, rounds: int) -> None:
+    for _ in range(rounds):
+        for i in range(20):
+            guest_tools._link(Path(target) / f"e{i}", Path(out) / f"e{i}")
+
+
+def test_two_boots_mirroring_at_once_both_succeed(tmp_path: Path) -> None:
+    """The debug and the perf boot start together, and each mirrors the
+    guest tools.  When the links point at another checkout's virtme (a
+    fresh clone beside an old one), both replace them at once: neither may
+    fail with EEXIST or ENOENT, and every link must end up whole."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    out = tmp_path / "mirror"
+    out.mkdir()
+    procs = [ctx.Process(target=_relink_many, args=(str(out), str(tmp_path / name), 150))
+             for name in ("a", "b")]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [proc.exitcode for proc in procs] == [0, 0]
+    for i in range(20):
+        assert os.readlink(out / f"e{i}") in {str(tmp_path / n / f"e{i}") for n in "ab"}

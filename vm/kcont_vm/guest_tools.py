@@ -37,11 +37,19 @@ def stock_guest_tools() -> Path:
 
 
 def _link(target: Path, link: Path) -> None:
+    """Point ``link`` at ``target`` atomically.
+
+    The debug and the perf boot start together and both mirror the tools:
+    an unlink-then-symlink lets one boot's symlink() meet the other's new
+    link (EEXIST).  A link made under a name of this process's own and
+    renamed over the old one is never missing and never half made.
+    """
     if link.is_symlink() and Path(os.readlink(link)) == target:
         return
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(target)
+    tmp = link.with_name(f".{link.name}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    tmp.replace(link)
 
 
 def lean_guest_tools(cache_root: Path, stock: Path | None = None) -> Path:
@@ -72,7 +80,7 @@ def _compile(source: Path, binary: Path) -> None:
         binary.unlink()
     if binary.exists() and stamp.exists() and stamp.read_text() == digest:
         return
-    tmp = binary.with_suffix(".tmp")
+    tmp = binary.with_name(f".{binary.name}.{os.getpid()}")  # both boots may compile
     subprocess.run(["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", str(tmp), str(source)],
                    check=True)
     tmp.replace(binary)

@@ -215,14 +215,19 @@ _LIVE_BOOTS: set[int] = set()
 _LIVE_LOCK = threading.Lock()
 
 
+def _kill_group(pgid: int) -> None:
+    """SIGKILL a guest's process group (vng, QEMU), gone already or not."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
 def kill_live_boots() -> int:
     """Kill every guest booting now (their boot() calls then return as a
     guest that died); how many were killed."""
     with _LIVE_LOCK:
         groups = list(_LIVE_BOOTS)
     for pgid in groups:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
+        _kill_group(pgid)
     return len(groups)
 
 
@@ -263,11 +268,10 @@ def boot(spec: RunSpec, cache: Cache | None = None, dry_run: bool = False,
             proc.wait(timeout=spec.timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            os.killpg(proc.pid, 9)
+            _kill_group(proc.pid)
             proc.wait()
         except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            _kill_group(proc.pid)
             proc.wait()
             raise
         finally:

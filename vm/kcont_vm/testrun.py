@@ -30,7 +30,7 @@ from kcont_vm.accel import choose_accel
 from kcont_vm.build import build
 from kcont_vm.errors import EXIT_GUEST_DIED, EXIT_KERNEL_REPORT, EXIT_OK, EXIT_TESTS_FAILED
 from kcont_vm.junit import SuiteCounts, read_junit
-from kcont_vm.keyutils_suite import load_known_failures
+from kcont_vm.keyutils_suite import KNOWN_FAILURES, load_known_failures
 from kcont_vm.ktap import Suite, boot_suite, write_document
 from kcont_vm.paths import Cache, repo_root
 from kcont_vm.runner import RunSpec, boot, kill_live_boots, new_run_dir
@@ -77,7 +77,7 @@ def keyutils_line(results: Path) -> str | None:
     seconds = sum(c["seconds"] for c in cases)
     return (f"{'keyutils':10s} {by['pass']} passed, {by['fail']} failed, {by['skip']} skipped "
             f"of {len(cases)} in {seconds:.0f}s (failures and skips must be listed in "
-            f"tests/guest/keyutils-known-failures.txt)")
+            f"{KNOWN_FAILURES})")
 
 
 @dataclass
@@ -265,9 +265,8 @@ def run_tests(profile: str, pytest_extra: list[str], host_only: bool = False,
             # The most severe verdict wins: a kernel report over a failed test.
             if stage_verdict != EXIT_OK and verdict in (EXIT_OK, EXIT_TESTS_FAILED):
                 verdict = stage_verdict
-    known = root / "tests" / "guest" / "keyutils-known-failures.txt"
     document = write_document(out, out / "results.ktap", boots,
-                              load_known_failures(known) if known.exists() else None)
+                              load_known_failures(root / KNOWN_FAILURES))
     if ktap is not None:
         shutil.copy(document, ktap)
     status = "PASS" if verdict == EXIT_OK else f"FAIL (exit {verdict})"
