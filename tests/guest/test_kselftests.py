@@ -26,8 +26,8 @@ pytestmark = pytest.mark.kselftest
 
 SELFTESTS = Path(os.environ.get("KCONT_CACHE", "/nonexistent")) / "selftests" / "containers"
 # The 32-bit builds go through the compat system call entry points.
-PROGRAMS = ("container_test", "keyctl_container_test", "container_test_32",
-            "keyctl_container_test_32")
+PROGRAMS = ("container_test", "keyctl_container_test", "netns_route_test",
+            "container_test_32", "keyctl_container_test_32")
 RESULT = re.compile(r"^(not ok|ok) (\d+) (.*)$")
 PLAN = re.compile(r"^1\.\.(\d+)$")
 
