@@ -28,6 +28,9 @@ import pytest
 from kcont import cli
 from kcont.container import Container
 
+# The CLI (userspace): the perf boot, beside keyutils' suite.
+pytestmark = pytest.mark.perf_boot
+
 KCONT = str(Path(sys.executable).parent / "kcont")
 MODES = ["init", "daemon"]
 

@@ -47,6 +47,10 @@ from kcont import upcall_models
 from kcont.container import Container
 from kcont.testing.trails import Trail
 
+# The series alone, with real kAFS and the DNS resolver; the debug boot
+# runs the same routing under KASAN in netns_route_test (the kselftests).
+pytestmark = pytest.mark.perf_boot
+
 # The daemon's request-key.conf in each container: keyutils' own line.
 DAEMON_CONF = "create dns_resolver * * /sbin/key.dns_resolver %k\n"
 # VL servers are named on this port; nothing listens, so a mount fails fast.

@@ -24,6 +24,9 @@ from upcall_fixtures import unique as unique_desc
 from kcont import proc
 from kcont.container import Container
 
+# Policy engines in the daemon (userspace): the perf boot, beside keyutils'.
+pytestmark = pytest.mark.perf_boot
+
 REGO = textwrap.dedent("""\
     package kcont.request_key
 

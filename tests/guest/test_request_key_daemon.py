@@ -24,6 +24,9 @@ from upcall_fixtures import marked, marking_helper, sysctl, unique
 
 from kcont.container import Container
 
+# The daemon's behaviour (userspace): the perf boot, beside keyutils' suite.
+pytestmark = pytest.mark.perf_boot
+
 CONFIG = textwrap.dedent("""\
     create dns_resolver *            *  /sbin/key.dns_resolver %k
     create user         kcont-rkd:*  *  |/bin/cat

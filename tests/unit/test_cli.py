@@ -79,15 +79,17 @@ def test_keyutils_modes(args: list[str], mode: str) -> None:
 
 
 @pytest.mark.parametrize(("mode", "kprofile", "expected"), [
-    ("include", "perf", [("guest", "debug", "not keyutils"),
-                         ("keyutils", "perf", "keyutils or kselftest")]),
+    ("include", "perf", [("guest", "debug", "not keyutils and not perf_boot"),
+                         ("keyutils", "perf", "keyutils or kselftest or perf_boot")]),
     ("include", "debug", [("guest", "debug", None)]),
     ("only", "perf", [("keyutils", "perf", "keyutils or kselftest")]),
     ("skip", "perf", [("guest", "debug", "not keyutils")]),
 ])
 def test_guest_stages(mode: str, kprofile: str, expected: list) -> None:
     """One boot per kernel profile; keyutils' suite is never dropped silently,
-    and the kselftests run on the perf kernel (the series alone) as well."""
+    the kselftests run on the perf kernel (the series alone) as well, and a
+    perf_boot test runs in exactly one boot: the perf one when there are
+    two, the only one otherwise."""
     stages = testrun.guest_stages("debug", mode, kprofile)
     got = [(s.name, s.profile, s.markers[1] if s.markers else None) for s in stages]
     assert got == expected
