@@ -12,6 +12,7 @@ serve a request may read it.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 from collections.abc import Iterator
 
@@ -38,6 +39,9 @@ def member(queue: Keyring) -> Iterator[tuple[Container, Agent]]:
             agent.stop()
 
 
+WINDOW_ATTEMPTS = 5
+
+
 def test_a_request_whose_auth_key_dies_unclaimed_leaves_nothing_dangling(
         session_keyring: int, queue: Keyring, member: tuple[Container, Agent]) -> None:
     """The daemon unlinks the authorisation key (its last reference) and,
@@ -47,27 +51,43 @@ def test_a_request_whose_auth_key_dies_unclaimed_leaves_nothing_dangling(
     The window is held open by a SCHED_FIFO task spinning on CPU 0, where
     the unlink queued its RCU callback: the callback drops the last
     reference and queues the collector's work on CPU 0, which cannot run
-    there until the task sleeps.  /proc/keys shows the usage reach 0."""
-    container, agent = member
-    pending = agent.request("user", unique("adv-uaf"))
-    (auth,) = wait_queued([queue], 1)[queue.serial]
+    there until the task sleeps.  /proc/keys shows the usage reach 0.
 
-    def attack() -> str:
+    The collector's work may already be queued on the other CPU (a timer
+    for some other key's expiry fires there), and then it takes this key
+    before the window opens.  So the attack is tried again, with a fresh
+    request, until the window opens once; every attempt, missed or not,
+    must leave the kernel clean and the requester answered."""
+    container, agent = member
+    missed: list[str] = []
+
+    def attack(auth: int) -> str:
         other = Keyring(session_keyring).add_keyring("adv-other")
         adversary.realtime_on_cpu(0)
         Key(auth).unlink(queue)
         if not adversary.spin_until_unreferenced(auth, timeout=3.0):
-            return "the key was collected before the window opened"
+            if adversary.key_usage(auth) is None:
+                return "the key was collected before the window opened"
+            return "the key was still referenced after 3 s"
         container.remove_intercepts()
         other.revoke()
         return "window"
 
-    with sysctl("kernel.sched_rt_runtime_us", "-1"), adversary.kernel_reports() as found:
-        outcome = run_child(os.fork, attack)
-        result = pending.result(timeout=60)
-    assert outcome == "window"
-    assert found == []
-    assert result.get("errno") == errno.ENOKEY, result
+    for _ in range(WINDOW_ATTEMPTS):
+        pending = agent.request("user", unique("adv-uaf"))
+        (auth,) = wait_queued([queue], 1)[queue.serial]
+        with sysctl("kernel.sched_rt_runtime_us", "-1"), \
+                adversary.kernel_reports() as found:
+            outcome = run_child(os.fork, functools.partial(attack, auth))
+            result = pending.result(timeout=60)
+        assert found == [], outcome
+        assert "errno" in result or "serial" in result, result
+        if outcome == "window":
+            break
+        missed.append(outcome)
+    else:
+        pytest.fail(f"the window never opened in {WINDOW_ATTEMPTS} attempts: {missed}")
+    assert result.get("errno") == errno.ENOKEY, (result, missed)
 
 
 def test_invalidating_an_intercepted_auth_key_ends_the_request_at_once(
