@@ -47,9 +47,10 @@ from kcont import upcall_models
 from kcont.container import Container
 from kcont.testing.trails import Trail
 
-# The series alone, with real kAFS and the DNS resolver; the debug boot
-# runs the same routing under KASAN in netns_route_test (the kselftests).
-pytestmark = pytest.mark.perf_boot
+# Routing is shown on the series alone (perf_boot), with real kAFS and the
+# DNS resolver; the debug boot runs the same two paths under KASAN in
+# netns_route_test (the kselftests), and the lifetime and authority
+# attacks below (unmarked) run there too.
 
 # The daemon's request-key.conf in each container: keyutils' own line.
 DAEMON_CONF = "create dns_resolver * * /sbin/key.dns_resolver %k\n"
@@ -220,6 +221,7 @@ def check_served_in(trail: Trail, c: CellBox, running: str) -> list[str]:
     return wrong
 
 
+@pytest.mark.perf_boot
 def test_the_afs_work_items_lookup_is_served_in_the_cells_container(
         tmp_path: Path, host_helper_marks: None, upcalls_seen: Window) -> None:
     """A mount makes kAFS's cell manager (a kworker, initial namespaces)
@@ -246,6 +248,7 @@ def test_the_afs_work_items_lookup_is_served_in_the_cells_container(
     assert wrong == [], wrong
 
 
+@pytest.mark.perf_boot
 def test_a_host_task_walking_into_a_containers_dynroot_gets_the_containers_answer(
         tmp_path: Path, host_helper_marks: None, upcalls_seen: Window) -> None:
     """A host task that walks into an AFS dynroot mounted in a container
@@ -428,6 +431,7 @@ def test_a_namespace_a_containers_task_unshared_is_refused_not_sent_to_the_host(
     ("userns-intercept", True, "rejected"),
     ("helper-in-context", False, "helper"),
 ])
+@pytest.mark.perf_boot
 def test_every_routing_model_sees_the_lookup_as_the_containers(
         tmp_path: Path, host_helper_marks: None, upcalls_seen: Window, name: str,
         boundary_on: bool, route: str) -> None:
@@ -458,6 +462,7 @@ def test_every_routing_model_sees_the_lookup_as_the_containers(
     assert (desc in marked()) == (route == "helper")
 
 
+@pytest.mark.perf_boot
 def test_a_hostile_container_cannot_have_its_lookups_routed_as_another(
         tmp_path: Path, host_helper_marks: None, upcalls_seen: Window) -> None:
     """Container A tries to have its own lookups answered by container B.

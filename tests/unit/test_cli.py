@@ -88,9 +88,18 @@ def test_keyutils_modes(args: list[str], mode: str) -> None:
 def test_guest_stages(mode: str, kprofile: str, expected: list) -> None:
     """One boot per kernel profile; keyutils' suite is never dropped silently,
     the kselftests run on the perf kernel (the series alone) as well, and a
-    perf_boot test runs in exactly one boot: the perf one when there are
-    two, the only one otherwise."""
+    perf_boot test runs in the perf boot when there are two, in the only
+    boot otherwise (``--keyutils only`` asks for keyutils' suite alone)."""
     stages = testrun.guest_stages("debug", mode, kprofile)
     got = [(s.name, s.profile, s.markers[1] if s.markers else None) for s in stages]
     assert got == expected
     assert any(s.report_keyutils for s in stages) == (mode != "skip")
+
+
+def test_perf_boot_tests_follow_the_perf_kernel() -> None:
+    """Profiles swapped: the perf_boot tests stay on the perf kernel's
+    boot, which is then the main one."""
+    main, side = testrun.split_markers("perf", "debug")
+    assert main == ["-m", "not keyutils"] and side == ["-m", "keyutils or kselftest"]
+    main, side = testrun.split_markers("debug", "perf")
+    assert "not perf_boot" in main[1] and "or perf_boot" in side[1]

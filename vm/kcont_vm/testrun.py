@@ -41,12 +41,21 @@ RESULTS_DIR = "test-results"
 # would be merged; the main stage runs them again on the debug kernel.
 KEYUTILS_MARKERS = {"include": [], "only": ["-m", "keyutils or kselftest"],
                     "skip": ["-m", "not keyutils"]}
-# When the check is split over two boots, the perf one also takes the
-# perf_boot tests: userspace behaviour and kernel clients, whose kernel
-# paths the debug boot still covers under KASAN (the interception suite,
-# the kselftests).  It keeps the debug boot, the longer, under budget.
-SPLIT_MARKERS = {"guest": ["-m", "not keyutils and not perf_boot"],
-                 "keyutils": ["-m", "keyutils or kselftest or perf_boot"]}
+# When the check is split over two boots, the perf kernel's also takes the
+# perf_boot tests: userspace behaviour and kernel clients' routing, whose
+# kernel paths the debug boot still covers under KASAN (the interception
+# suite, the kselftests).  It keeps the debug boot, the longer, under budget.
+PERF_BOOT = "perf_boot"
+
+
+def split_markers(main_profile: str, side_profile: str) -> tuple[list[str], list[str]]:
+    """The -m expressions of a two-boot check's main and keyutils stages:
+    perf_boot tests go to whichever stage boots the perf kernel, and run
+    exactly once."""
+    main, side = "not keyutils", "keyutils or kselftest"
+    if side_profile == "perf" and main_profile != "perf":
+        main, side = f"{main} and not {PERF_BOOT}", f"{side} or {PERF_BOOT}"
+    return ["-m", main], ["-m", side]
 
 
 # The reliability suites' hypothesis budget in `make check` (tests/guest/
@@ -109,8 +118,9 @@ def guest_stages(profile: str, keyutils: str, keyutils_profile: str) -> list[Gue
         return [GuestStage("keyutils", keyutils_profile, KEYUTILS_MARKERS["only"], True)]
     if keyutils == "skip" or keyutils_profile == profile:
         return [GuestStage("guest", profile, KEYUTILS_MARKERS[keyutils], keyutils != "skip")]
-    return [GuestStage("guest", profile, SPLIT_MARKERS["guest"], False),
-            GuestStage("keyutils", keyutils_profile, SPLIT_MARKERS["keyutils"], True)]
+    main, side = split_markers(profile, keyutils_profile)
+    return [GuestStage("guest", profile, main, False),
+            GuestStage("keyutils", keyutils_profile, side, True)]
 
 
 def run_guest_stage(stage: GuestStage, bzimage: Path, pytest_extra: list[str],
