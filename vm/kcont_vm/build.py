@@ -134,6 +134,9 @@ def build(profile: str, force: bool = False, cache: Cache | None = None, log=pri
     """Build ``profile`` unless a build with the same key is already there."""
     cache = cache or Cache.default()
     key, frags = current_key(cache, profile)
+    # Taken with the kernel's key, before the source is read: what is
+    # installed is stamped with the series it was built from.
+    hkey = headers_key()
     build_dir = cache.build(profile)
     stamp = read_stamp(build_dir)
     bzimage = cache.bzimage(profile)
@@ -141,7 +144,7 @@ def build(profile: str, force: bool = False, cache: Cache | None = None, log=pri
         log(f"kernel {profile} is up to date ({key}): {bzimage}")
         stacks = profile_stacks(repo_root() / "kernel", profile)
         install_headers(cache.src_for(tuple(st.directory.name for st in stacks)), build_dir,
-                        cache, log)
+                        cache, log, hkey)
         return BuildResult(profile, key, bzimage, False, 0.0, 0)
     src = prepare_src(cache, profile_stacks(repo_root() / "kernel", profile), log)
     if force:
@@ -154,13 +157,16 @@ def build(profile: str, force: bool = False, cache: Cache | None = None, log=pri
                                                              else "debug")).get("objects")
     objects = run_make(src, build_dir, cache, profile, expected or FIRST_BUILD_ESTIMATE)
     seconds = time.monotonic() - start
+    if current_key(cache, profile)[0] != key or headers_key() != hkey:
+        raise BuildError("the series or config changed while it was being built "
+                         "(an export?): nothing stamped; run the build again")
     total = objects if not stamp.get("objects") or objects > stamp["objects"] * 0.5 \
         else stamp["objects"]
     (build_dir / STAMP).write_text(json.dumps(
         {"key": key, "profile": profile, "seconds": round(seconds, 1), "objects": total,
          "compiled": objects, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
     log(f"kernel {profile} built in {seconds:.0f}s ({objects} objects compiled): {bzimage}")
-    install_headers(src, build_dir, cache, log)
+    install_headers(src, build_dir, cache, log, hkey)
     return BuildResult(profile, key, bzimage, True, seconds, objects)
 
 
@@ -170,13 +176,14 @@ def headers_key() -> str:
     return build_key(source_id(), series.patches, [], "uapi-headers")
 
 
-def install_headers(src: Path, build_dir: Path, cache: Cache, log=print) -> Path:
+def install_headers(src: Path, build_dir: Path, cache: Cache, log=print,
+                    key: str | None = None) -> Path:
     """The series' uapi headers for the binding, then the binding itself.
 
     Reinstalled only when the source or the series changes, so switching
     between profiles neither reinstalls them nor recompiles the binding.
     """
-    key = headers_key()
+    key = key or headers_key()
     target = cache.root / "headers"
     stamp = target / "kcont-key"
     if not (stamp.exists() and stamp.read_text() == key):
