@@ -52,7 +52,7 @@ def split_markers(main_profile: str, side_profile: str) -> tuple[list[str], list
     """The -m expressions of a two-boot check's main and keyutils stages:
     perf_boot tests go to whichever stage boots the perf kernel, and run
     exactly once."""
-    main, side = "not keyutils", "keyutils or kselftest"
+    main, side = KEYUTILS_MARKERS["skip"][1], KEYUTILS_MARKERS["only"][1]
     if side_profile == "perf" and main_profile != "perf":
         main, side = f"{main} and not {PERF_BOOT}", f"{side} or {PERF_BOOT}"
     return ["-m", main], ["-m", side]
