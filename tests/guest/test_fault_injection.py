@@ -76,10 +76,10 @@ def sweep_points(op: Callable[[], object], allowed: set[int], undo: Callable[[ob
         if not fail_at(n):
             # The last points (what the operation does after the sampled
             # middle, its own unwinding included) are each failed too.
-            between = [m for m in range(max(dense + 1, n - tail), n) if (m - dense) % stride]
-            for m in between:
-                fail_at(m)
-            return tried + len(between), surfaced
+            # The last one reached is between the previous sample and n.
+            between = [m for m in range(max(dense + 1, n - stride - tail + 1), n)
+                       if (m - dense) % stride]
+            return tried + sum(fail_at(m) for m in between), surfaced
     pytest.fail(f"more than {MAX_POINTS} fault points")
 
 

@@ -146,11 +146,13 @@ def build(profile: str, force: bool = False, cache: Cache | None = None, log=pri
         install_headers(cache.src_for(tuple(st.directory.name for st in stacks)), build_dir,
                         cache, log, hkey)
         return BuildResult(profile, key, bzimage, False, 0.0, 0)
+    # Unstamped before the source changes: an interrupted prepare must not
+    # leave a stamp naming a series the tree no longer holds.
+    (build_dir / STAMP).unlink(missing_ok=True)
     src = prepare_src(cache, profile_stacks(repo_root() / "kernel", profile), log)
     if force:
         shutil.rmtree(build_dir, ignore_errors=True)
     build_dir.mkdir(parents=True, exist_ok=True)
-    (build_dir / STAMP).unlink(missing_ok=True)
     start = time.monotonic()
     configure(src, build_dir, frags, log)
     expected = stamp.get("objects") or read_stamp(cache.build("perf" if profile == "debug"
